@@ -1,0 +1,57 @@
+"""The contract every restoration model in forgetir keeps.
+
+Images are (B, C, H, W) floats in [0, 1]. Models accept any H and W: the input is reflect-padded
+to the architecture's size multiple and the output cropped back, so the official networks'
+crash on sides that are not multiples of 8 cannot happen here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RestorationModel(nn.Module):
+    """Base class: padding/cropping in ``forward``, bottleneck features in ``encode``.
+
+    Subclasses implement ``_forward(x)`` (input already padded) and ``_encode(x)`` (the
+    bottleneck / latent features for a padded input) and set ``size_multiple``.
+    """
+
+    size_multiple: int = 8
+
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        if x.ndim != 4:
+            raise ValueError(f"expected a (B, C, H, W) batch, got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        m = self.size_multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            # Reflect needs pad < side; replicate covers tiny inputs.
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        return x, h, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xp, h, w = self._pad(x)
+        return self._forward(xp)[..., :h, :w]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Bottleneck (latent) features of ``x``: what the encoder-space unlearning method
+        (``encoder-noise``) pulls towards or away from the original model's features.
+
+        Returns a (B, C_latent, ceil(H/8), ceil(W/8)) tensor.
+        """
+        xp, _, _ = self._pad(x)
+        return self._encode(xp)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters that ``encode`` depends on (the rest form the decoder)."""
+        raise NotImplementedError
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,84 @@
+"""Model registry: ``create_model(name, **overrides)`` and ``list_models()``.
+
+Example:
+    >>> from forgetir.models import create_model
+    >>> model = create_model("promptir-tiny")
+    >>> sum(p.numel() for p in model.parameters()) > 0
+    True
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    cls: type[nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, defaults: dict[str, Any] | None = None, description: str = ""
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Register ``cls`` under ``name`` with default constructor arguments.
+
+    One class may be registered under several names (``promptir`` and ``promptir-tiny``).
+    """
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} registered twice")
+        _REGISTRY[name] = ModelEntry(name, cls, dict(defaults or {}), description)
+        return cls
+
+    return deco
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; valid choices: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def model_args(name: str, **overrides: Any) -> dict[str, Any]:
+    """The full constructor arguments ``create_model(name, **overrides)`` would use."""
+    entry = get_entry(name)
+    params = inspect.signature(entry.cls.__init__).parameters
+    valid = [p for p in params if p != "self"]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"unknown argument(s) {unknown} for model {name!r}; valid: {', '.join(valid)}"
+        )
+    args = {p: params[p].default for p in valid if params[p].default is not inspect.Parameter.empty}
+    args.update(entry.defaults)
+    args.update(overrides)
+    return args
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build the registered model ``name``; keyword overrides change its constructor arguments.
+
+    The returned module carries ``forgetir_spec = {"name": ..., "args": ...}`` so that
+    :func:`forgetir.checkpoint.save_model` can record how to rebuild it.
+    """
+    args = model_args(name, **overrides)
+    model = get_entry(name).cls(**args)
+    model.forgetir_spec = {"name": name, "args": args}
+    return model
