@@ -1,0 +1,1 @@
+"""Clean image sources: dead-leaves training images, shipped test photos (and dataset loaders)."""
