@@ -22,7 +22,7 @@ which spreads the hues while keeping each colour's lightness and saturation.
 
 Speed: one image is a few milliseconds of single-thread work on tensors too small to gain
 from intra-op threads (on a busy machine those threads cost far more than they save), so
-generate in DataLoader workers or under ``torch.set_num_threads(1)``;
+:func:`dead_leaves` runs under :func:`forgetir.threads.single_thread`;
 ``benchmarks/bench_deadleaves.py`` measures it.
 
 Seeds: :func:`image_seed` derives the seed of image ``index`` of a training pool from the pool
@@ -47,6 +47,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from forgetir.threads import single_thread
 
 CONTENT_CLASSES: tuple[str, ...] = ("disks", "squares", "stripes")
 # Smallest leaf radius (half-side for squares), in output pixels.
@@ -251,6 +253,7 @@ def _rasterise(
     front.scatter_reduce_(0, pix, leaf[idx][span] + first, reduce="amin")
 
 
+@single_thread()
 def render_dead_leaves(
     seed: int, size: int = 128, content_class: str | None = None, rmin: float = RMIN
 ) -> DeadLeaves:

@@ -47,6 +47,7 @@ from forgetir.data.folders import (
 )
 from forgetir.data.pool import CleanSource, DeadLeavesPool
 from forgetir.degradations import degrade, list_tasks
+from forgetir.threads import single_thread
 
 __all__ = [
     "AUGMENT_OPS",
@@ -241,6 +242,7 @@ class TaskPatchDataset(Dataset):
         op = 1 + _randint(7, g)
         return [augment(x[:, top : top + p, left : left + p], op) for x in images]
 
+    @single_thread()  # per-item work is on tiny tensors: threads only add overhead
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = int(index)
         if index < 0:
