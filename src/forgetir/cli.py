@@ -1,0 +1,110 @@
+"""The ``forgetir`` command line.
+
+Each sub-command's work lives in the module that owns the concern; this file only parses
+arguments and dispatches, importing lazily so that ``forgetir --help`` stays fast.
+
+Example:
+    $ forgetir models
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+
+# name -> (module, add-arguments function, command function, help line)
+_COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "models": ("forgetir.cli", "_add_nothing", "_models", "list the registered architectures"),
+    "degradations": (
+        "forgetir.cli",
+        "_add_nothing",
+        "_degradations",
+        "list the degradation families and task names",
+    ),
+    "split": (
+        "forgetir.data.splits",
+        "add_split_arguments",
+        "split_command",
+        "write a forget/retain/test split manifest (paths and SHA-256, no pixels)",
+    ),
+    "train": (
+        "forgetir.train",
+        "add_train_arguments",
+        "train_command",
+        "train (or retrain without some tasks: --exclude) a restoration model",
+    ),
+    "eval": (
+        "forgetir.evaluate",
+        "add_eval_arguments",
+        "eval_command",
+        "evaluate checkpoints on every task: PSNR/SSIM table in the seed paper's layout",
+    ),
+}
+
+
+def _add_nothing(parser: argparse.ArgumentParser) -> None:
+    return None
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from forgetir.models import create_model, get_entry, list_models
+
+    table = Table(title="forgetir models")
+    for col in ("name", "parameters", "what it is"):
+        table.add_column(col)
+    for name in list_models():
+        n = sum(p.numel() for p in create_model(name).parameters())
+        table.add_row(name, f"{n:,}", get_entry(name).description)
+    Console().print(table)
+    return 0
+
+
+def _degradations(args: argparse.Namespace) -> int:
+    from forgetir import degradations as d
+
+    print("families:", ", ".join(d.list_degradations()))
+    for task in d.list_tasks():
+        family, params = d.task_family(task)
+        print(f"  {task:<12} {family} {params}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forgetir",
+        description="Make an image restoration model forget part of its training data, "
+        "and prove it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, add_fn, _, help_line) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_line, description=help_line)
+        getattr(importlib.import_module(module), add_fn)(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module, _, fn, _ = _COMMANDS[args.command]
+    command: Callable[[argparse.Namespace], int | None] = getattr(
+        importlib.import_module(module), fn
+    )
+    try:
+        return int(command(args) or 0)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        # Input errors carry a message naming the bad file/option and the valid choices.
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"forgetir {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""``forgetir train``: train an all-in-one restoration model (BEFORE), or the model retrained
+without some tasks (UT, ``--exclude dehaze``), with the official recipe's L1 loss.
+
+A run folder holds ``model.safetensors`` + ``model.json`` (the sidecar: exact command, seed,
+steps, wall time, resolved config, final metrics on the test sets with the degraded-input row,
+tasks trained, and the SHA-256 of ``train_pool.json``), ``config.yaml`` (the resolved config),
+``train_pool.json`` (every training image's id and SHA-256), ``log.csv``, ``tb/`` and
+``resume.pt``. ``--resume`` continues a killed run exactly.
+
+Multi-GPU / multi-node: launch the same command under torchrun (see :mod:`forgetir.engine`);
+``train.batch_size`` stays the global batch::
+
+    torchrun --standalone --nproc_per_node 4 -m forgetir.cli train --config paper \\
+        data.root=/data/promptir --out runs/promptir
+
+Example:
+    >>> import tempfile
+    >>> from forgetir.config import load_config
+    >>> cfg = load_config("cpu", ["train.steps=2", "train.batch_size=2", "data.pool_size=2",
+    ...     "data.image_size=32", "data.patch_size=32", "data.test_max_side=32",
+    ...     "data.tasks=[denoise_25]"])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = run_train(cfg, d, quiet=True)
+    ...     path.name
+    'model.safetensors'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from forgetir.config import RunConfig, load_config, save_config, to_dict
+from forgetir.engine import Engine, FitResult, default_file_mode
+
+POOL_MANIFEST = "train_pool.json"
+CONFIG_NAME = "config.yaml"
+
+
+def build_model(cfg: RunConfig) -> nn.Module:
+    """``cfg.model``: a fresh ``create_model(name, **args)`` or the weights in ``checkpoint``.
+
+    Example:
+        >>> build_model(RunConfig()).forgetir_spec["name"]
+        'promptir-tiny'
+    """
+    from forgetir.checkpoint import TORCH_SUFFIXES, load_model
+    from forgetir.models import create_model
+
+    if cfg.model.checkpoint:
+        path = Path(cfg.model.checkpoint)
+        arch = cfg.model.name if path.suffix in TORCH_SUFFIXES else None
+        return load_model(path, arch=arch, **cfg.model.args).train()
+    return create_model(cfg.model.name, **cfg.model.args)
+
+
+def l1_loss(batch: Mapping[str, Any], step: int, model: nn.Module) -> dict[str, torch.Tensor]:
+    """The official training loss: mean absolute error between restored and clean patches."""
+    restored = model(batch["degraded"])
+    return {"loss": F.l1_loss(restored.float(), batch["clean"].float())}
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        default_file_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _source_record(src: Any) -> dict[str, Any]:
+    return {"describe": src.describe(), "entries": [src.entry(i) for i in range(len(src))]}
+
+
+def write_pool_manifest(dataset: Any, path: Path, seed: int) -> dict[str, Any]:
+    """``train_pool.json``: the clean images (and real pairs) training drew from, by id and
+    SHA-256; returns the sidecar's reference to it (file, sha256, image count)."""
+    from forgetir.checkpoint import sha256_file
+
+    record: dict[str, Any] = {"tasks": list(dataset.tasks), "seed": seed}
+    n = 0
+    if dataset.source is not None:
+        record["clean"] = _source_record(dataset.source)
+        n += len(dataset.source)
+    record["paired"] = {t: _source_record(p) for t, p in dataset.paired.items()}
+    n += sum(len(p) for p in dataset.paired.values())
+    _atomic_json(path, record)
+    return {"file": path.name, "sha256": sha256_file(path), "images": n}
+
+
+def _test_sets(cfg: RunConfig) -> dict[str, Any]:
+    from forgetir.data.testsets import build_test_sets
+
+    return build_test_sets(cfg.data.test_set, cfg.data.tasks, cfg.data.test_max_side, cfg.data.root)
+
+
+def run_train(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    command: str = "",
+    quiet: bool = False,
+    protocol: str = "promptir",
+) -> Path:
+    """Train ``cfg`` into ``out_dir``; return the final ``model.safetensors``.
+
+    The loss is L1 (official recipe). ``cfg.data.exclude`` drops tasks (the UT model), all else
+    identical. At the end the model is evaluated on ``cfg.data.test_set`` for every task of
+    ``cfg.data.tasks`` (excluded ones too: that is where UT is compared) and the metrics,
+    with the degraded-input row, go into the sidecar.
+    """
+    from forgetir.checkpoint import save_model
+    from forgetir.data.pipeline import build_train_dataset, make_train_loader, train_tasks
+    from forgetir.evaluate import (
+        INPUT_ROW,
+        describe_test_sets,
+        evaluate_degraded_input,
+        evaluate_model,
+        format_table,
+    )
+
+    out = Path(out_dir)
+    tasks = train_tasks(cfg.data)  # validates tasks/exclude before any work
+    torch.manual_seed(cfg.train.seed)  # the model's initial weights
+    model = build_model(cfg)
+    config = to_dict(cfg)
+    meta = {
+        "command": command or None,
+        "seed": cfg.train.seed,
+        "config": config,
+        "tasks": tasks,
+        "excluded": [t for t in cfg.data.tasks if t not in tasks],
+    }
+    engine = Engine(model, cfg.optim, cfg.train, out, config=config, meta=meta, quiet=quiet)
+    try:
+        dataset = build_train_dataset(cfg.data, seed=cfg.train.seed)
+        per_rank = engine.local_batch_size()
+        engine.check_out_dir(resume)
+        if engine.is_main and not (resume and (out / CONFIG_NAME).exists()):
+            # A resumed run keeps its file until fit() has checked the config still matches.
+            save_config(cfg, out / CONFIG_NAME)
+
+        def batches(start: int) -> Any:
+            return make_train_loader(
+                dataset,
+                per_rank,
+                start_step=start,
+                workers=cfg.data.workers,
+                rank=engine.rank,
+                world_size=engine.world_size,
+                seed=cfg.train.seed,
+                pin_memory=engine.device.type == "cuda",
+            )
+
+        test_sets = _test_sets(cfg) if engine.is_main else {}
+        source = describe_test_sets(test_sets) if test_sets else ""
+
+        def periodic_eval(net: nn.Module, step: int) -> dict[str, Any]:
+            res = evaluate_model(net, test_sets, protocol, engine.device)
+            return {t: {"psnr": m["psnr"], "ssim": m["ssim"]} for t, m in res.items()}
+
+        result: FitResult = engine.fit(
+            l1_loss,
+            batches,
+            resume=resume,
+            evaluate_fn=periodic_eval if cfg.train.eval_every else None,
+        )
+        path = out / "model.safetensors"
+        if engine.is_main:
+            rows = {
+                INPUT_ROW: evaluate_degraded_input(test_sets, protocol),
+                "model": evaluate_model(engine.raw, test_sets, protocol, engine.device),
+            }
+            save_config(cfg, out / CONFIG_NAME)
+            pool = write_pool_manifest(dataset, out / POOL_MANIFEST, cfg.train.seed)
+            metrics = {
+                "protocol": protocol,
+                "test_set": source,
+                "tasks": rows["model"],
+                INPUT_ROW: rows[INPUT_ROW],
+            }
+            path = save_model(
+                engine.raw,
+                path,
+                **meta,
+                metrics=metrics,
+                step=result.step,
+                steps=cfg.train.steps,
+                wall_time=round(result.total_time, 3),
+                stopped_early=result.stopped_early,
+                skipped_steps=result.skipped_steps,
+                world_size=engine.world_size,
+                train_pool=pool,
+                final_logs=result.logs,
+            )
+            if not quiet:
+                name = (
+                    "UT (no " + ", ".join(meta["excluded"]) + ")" if meta["excluded"] else "model"
+                )
+                rows[name] = rows.pop("model")
+                print(format_table(rows, protocol, source))
+                print(f"saved {path} ({result.step} steps, {result.total_time:.1f} s)")
+        engine.barrier()
+        return path
+    finally:
+        engine.close()
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``forgetir train``."""
+    parser.add_argument(
+        "--config", default="cpu", help="preset (cpu, paper) or a .yaml file (default: cpu)"
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. train.steps=500 optim.lr=1e-3",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="TASK",
+        help="leave a task out (the UT model); repeatable; 'denoise' drops all three sigmas",
+    )
+    parser.add_argument("--out", help="run folder (default: runs/train-<model>[-no-<tasks>])")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or table")
+
+
+def _command_line(args: argparse.Namespace, out: Path) -> str:
+    parts = ["forgetir", "train", "--config", str(args.config)]
+    for task in args.exclude:
+        parts += ["--exclude", task]
+    parts += ["--out", str(out)]
+    if args.resume:
+        parts.append("--resume")
+    parts += list(args.overrides)
+    prefix = ""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        prefix = f"torchrun (world size {os.environ['WORLD_SIZE']}): "
+    return prefix + shlex.join(parts)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``forgetir train``: load the config, apply overrides and ``--exclude``, run."""
+    from forgetir.data.pipeline import resolve_tasks
+
+    cfg = load_config(args.config, args.overrides)
+    if args.exclude:
+        cfg.data.exclude = resolve_tasks([*cfg.data.exclude, *args.exclude], "--exclude")
+    if args.out:
+        out = Path(args.out)
+    else:
+        suffix = "-no-" + "-".join(args.exclude) if args.exclude else ""
+        out = Path("runs") / f"train-{cfg.model.name}{suffix}"
+    run_train(cfg, out, resume=args.resume, command=_command_line(args, out), quiet=args.quiet)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m forgetir.train` for torchrun users
+    parser = argparse.ArgumentParser(prog="forgetir train")
+    add_train_arguments(parser)
+    sys.exit(train_command(parser.parse_args()))
