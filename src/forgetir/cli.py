@@ -16,6 +16,12 @@ from collections.abc import Callable
 
 # name -> (module, add-arguments function, command function, help line)
 _COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "demo": (
+        "forgetir.demo",
+        "add_demo_arguments",
+        "demo_command",
+        "the main job: forget dehaze from the shipped tiny model, verify, write the report",
+    ),
     "models": ("forgetir.cli", "_add_nothing", "_models", "list the registered architectures"),
     "degradations": (
         "forgetir.cli",
@@ -40,6 +46,19 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "add_eval_arguments",
         "eval_command",
         "evaluate checkpoints on every task: PSNR/SSIM table in the seed paper's layout",
+    ),
+    "methods": ("forgetir.cli", "_add_nothing", "_methods", "list the unlearning methods"),
+    "unlearn": (
+        "forgetir.unlearn",
+        "add_unlearn_arguments",
+        "unlearn_command",
+        "make a checkpoint forget a degradation type, a content class or a list of images",
+    ),
+    "report": (
+        "forgetir.report",
+        "add_report_arguments",
+        "report_command",
+        "write the HTML/Markdown/JSON report (with audit manifest) of an unlearning run",
     ),
 }
 
@@ -74,6 +93,15 @@ def _degradations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _methods(args: argparse.Namespace) -> int:
+    from forgetir.methods import get_method, list_methods
+
+    for name in list_methods():
+        cls = get_method(name)
+        print(f"{name:<20} {cls.summary}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forgetir",
@@ -99,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(command(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
         # Input errors carry a message naming the bad file/option and the valid choices.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"forgetir {args.command}: error: {msg}", file=sys.stderr)

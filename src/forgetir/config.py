@@ -56,10 +56,11 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"  # adamw | adam
+    name: str = "adamw"  # adamw | adam | sgd
     lr: float = 2e-4
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.0  # sgd only
     warmup_steps: int = 0
     schedule: str = "cosine"  # cosine | constant
     min_lr: float = 0.0
@@ -97,7 +98,7 @@ class RunConfig:
 
 # Fields whose value must be one of a fixed set; checked when a config is built.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "optim.name": ("adamw", "adam"),
+    "optim.name": ("adamw", "adam", "sgd"),
     "optim.schedule": ("cosine", "constant"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),

@@ -220,13 +220,17 @@ def lr_at(step: int, optim: OptimConfig, total_steps: int) -> float:
 
 
 def build_optimizer(params: Iterable[nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW or Adam with the configured lr, betas and weight decay.
+    """AdamW, Adam or SGD (with ``optim.momentum``; SCRUB's optimiser) as configured.
 
     Example:
         >>> opt = build_optimizer(nn.Linear(2, 2).parameters(), OptimConfig(name="adam"))
         >>> type(opt).__name__
         'Adam'
     """
+    if optim.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+        )
     if len(optim.betas) != 2:
         raise ConfigError(f"optim.betas: expected two numbers, got {optim.betas!r}")
     kwargs = dict(lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
@@ -234,7 +238,7 @@ def build_optimizer(params: Iterable[nn.Parameter], optim: OptimConfig) -> torch
         return torch.optim.AdamW(params, **kwargs)
     if optim.name == "adam":
         return torch.optim.Adam(params, **kwargs)
-    raise ConfigError(f"optim.name: invalid value {optim.name!r}; valid: adamw, adam")
+    raise ConfigError(f"optim.name: invalid value {optim.name!r}; valid: adamw, adam, sgd")
 
 
 # ------------------------------------------------------------------------------ config & RNG

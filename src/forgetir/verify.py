@@ -679,8 +679,12 @@ def verify_run(
     relearn_description: str | None = None,
     membership_description: str | None = None,
     seed: int = 0,
+    rows: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every verification figure for one unlearned model, as a JSON-serialisable dict.
+
+    ``rows``: the quality table of these models on ``test_sets`` if the caller already has it
+    (labels ``BEFORE``, ``unlearned``, ``UT``), so that it is not computed twice.
 
     ``forget_tasks``/``retain_tasks`` name the test sets that are forget-test/retain-test (for
     class or instance forgetting pass the tasks that hold the forget-test images).
@@ -711,7 +715,7 @@ def verify_run(
     models = {BEFORE: before, UNLEARNED: unlearned}
     if ut is not None:
         models[UT] = ut
-    rows = quality_table(models, test_sets, protocol)
+    rows = dict(rows) if rows is not None else quality_table(models, test_sets, protocol)
     forget_pairs = _concat_test_pairs(test_sets, forget_tasks)
     forget_data = f"forget-test: {', '.join(forget_tasks)} of {source}"
     result: dict[str, Any] = {

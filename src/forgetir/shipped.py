@@ -1,0 +1,49 @@
+"""The tiny all-in-one models that ship inside the package (the embedded default).
+
+``shipped:before`` is ``promptir-tiny`` trained by ``forgetir train --config cpu`` on all five
+tasks; ``shipped:ut-dehaze`` / ``ut-derain`` / ``ut-denoise`` are the same recipe with that task
+left out (the UT reference models). Each has a JSON sidecar with the exact command, seed, steps,
+wall time and metrics.
+
+Example:
+    >>> resolve_checkpoint("shipped:before").name
+    'before.safetensors'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+SHIPPED = ("before", "ut-dehaze", "ut-derain", "ut-denoise")
+PREFIX = "shipped:"
+
+
+def ut_name_for(forget_tasks: list[str]) -> str | None:
+    """The shipped UT model that was trained without ``forget_tasks`` (None if none matches)."""
+    families = {"dehaze": "dehaze", "derain": "derain"}
+    names = {families.get(t, "denoise" if t.startswith("denoise") else t) for t in forget_tasks}
+    if len(names) != 1:
+        return None
+    name = f"ut-{names.pop()}"
+    if name not in SHIPPED:
+        return None
+    if name == "ut-denoise" and set(forget_tasks) != {"denoise_15", "denoise_25", "denoise_50"}:
+        return None
+    return PREFIX + name
+
+
+def resolve_checkpoint(spec: str | Path) -> Path:
+    """``"shipped:NAME"`` -> the packaged file; anything else is a path, returned as is."""
+    text = str(spec)
+    if not text.startswith(PREFIX):
+        return Path(spec)
+    name = text[len(PREFIX) :]
+    if name not in SHIPPED:
+        raise ValueError(
+            f"unknown shipped model {text!r}; valid: {', '.join(PREFIX + s for s in SHIPPED)}"
+        )
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"shipped model {text!r} is missing from the package ({path})")
+    return path
