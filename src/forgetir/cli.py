@@ -63,6 +63,10 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+# Names of the positional KEY=VALUE lists of sub-commands (train: config, unlearn: method).
+_OVERRIDE_DESTS = ("overrides", "hparams")
+
+
 def _add_nothing(parser: argparse.ArgumentParser) -> None:
     return None
 
@@ -117,7 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse cannot take positionals on both sides of an option under sub-commands: collect
+    # any stray key=value tokens into the command's override list.
+    target = next((k for k in _OVERRIDE_DESTS if hasattr(args, k)), None)
+    stray = [t for t in extra if "=" not in t or t.startswith("-")]
+    if stray or (extra and target is None):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        setattr(args, target, [*(getattr(args, target) or []), *extra])
     if args.command is None:
         parser.print_help()
         return 2
