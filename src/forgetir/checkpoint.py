@@ -262,6 +262,10 @@ def _fsync(path: Path) -> None:
 def _temp_path(target: Path) -> Path:
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
+    # mkstemp creates 0600; a checkpoint gets the mode a plain open() would give it.
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(name, 0o666 & ~mask)
     return Path(name)
 
 
