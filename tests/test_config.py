@@ -58,7 +58,7 @@ def test_overrides_are_typed():
         ("train.steps=abc", r"train.steps: expected an integer"),
         ("train.steps=1.5", r"train.steps: expected an integer"),
         ("train.channels_last=maybe", r"train.channels_last: expected true/false"),
-        ("optim.name=sgd", r"optim.name: invalid value 'sgd'; valid: adamw, adam"),
+        ("optim.name=rmsprop", r"optim.name: invalid value 'rmsprop'; valid: adamw, adam, sgd"),
         ("train.precision=fp8", r"valid: auto, fp32, bf16, fp16"),
         ("train.nonfinite=ignore", r"valid: stop, skip"),
         ("optim.lr", r"must look like key=value"),

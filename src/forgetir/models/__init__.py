@@ -8,7 +8,13 @@ Example:
 
 from forgetir.models import adair, promptir  # noqa: F401  (registers the architectures)
 from forgetir.models.base import RestorationModel
-from forgetir.models.registry import create_model, get_entry, list_models, model_args, register_model
+from forgetir.models.registry import (
+    create_model,
+    get_entry,
+    list_models,
+    model_args,
+    register_model,
+)
 
 __all__ = [
     "RestorationModel",
