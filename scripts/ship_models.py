@@ -49,9 +49,7 @@ def ship(name: str, run_dir: Path) -> Path:
     metrics = dict(meta["metrics"])
     metrics["tasks"] = evaluate_model(shipped, sets, metrics["protocol"])
     metrics["test_set"] = describe_test_sets(sets)
-    save_model(
-        shipped, out, dtype=torch.float16, command=meta["command"], metrics=metrics, **extra
-    )
+    save_model(shipped, out, dtype=torch.float16, command=meta["command"], metrics=metrics, **extra)
     print(f"{name}: {out} ({out.stat().st_size / 1e6:.1f} MB, sha256 {sha256_file(out)[:12]})")
     return out
 
