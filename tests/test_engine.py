@@ -256,7 +256,7 @@ def test_bad_settings_are_named():
     with pytest.raises(ConfigError, match="fp16 needs a CUDA"):
         Engine(make_toy(), OptimConfig(), train_cfg(precision="fp16", device="cpu"), quiet=True)
     with pytest.raises(ConfigError, match="optim.name"):
-        Engine(make_toy(), OptimConfig(name="sgd"), train_cfg(), quiet=True)
+        Engine(make_toy(), OptimConfig(name="rmsprop"), train_cfg(), quiet=True)
     with pytest.raises(TypeError, match="'loss'"):
         fit(make_toy(), lambda b, s: {"l": 1}, batches, OptimConfig(), train_cfg(), quiet=True)
 
