@@ -30,7 +30,7 @@ def test_shipped_model_loads_with_its_training_record(name):
         assert tasks[task]["psnr"] > inputs[task]["psnr"] + 1.0, task
     # ... and the excluded task is not (the UT behaviour the verification relies on).
     for task in meta["excluded"]:
-        assert abs(tasks[task]["psnr"] - inputs[task]["psnr"]) < 1.0, task
+        assert tasks[task]["psnr"] < inputs[task]["psnr"] + 1.0, task
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
