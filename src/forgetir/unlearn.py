@@ -68,7 +68,7 @@ class UnlearnOptions:
     test_max_side: int | None = 256
     verify: bool = True
     relearn_steps: int = 20
-    ain_max_steps: int = 40
+    ain_max_steps: int = 100
     verify_eval_every: int = 5
     grids: bool = True
     quiet: bool = False
@@ -281,7 +281,7 @@ def run_unlearn(
 
     if ut is None and forget_tasks:
         ut = ut_name_for(forget_tasks) if str(checkpoint) == "shipped:before" else None
-    ut_model = _load(ut) if ut is not None else None
+    ut_model = _load(ut, arch) if ut is not None else None  # a published UT .ckpt needs arch
 
     g = torch.Generator().manual_seed(opts.seed)
     reference = ut_model if opts.target == "retrain-like" and ut_model is not None else None
@@ -336,7 +336,9 @@ def run_unlearn(
     if forget_tasks:
         from forgetir.data.testsets import build_test_sets
 
-        test_sets = build_test_sets(opts.test_set, ALL_TASKS, opts.test_max_side)
+        # root: the promptir test set lives under the split's data root (paper scale).
+        root = manifest["data"].get("root")
+        test_sets = build_test_sets(opts.test_set, ALL_TASKS, opts.test_max_side, root)
     else:
         test_sets = _split_test_sets(datasets)
     source = describe_test_sets(test_sets)
