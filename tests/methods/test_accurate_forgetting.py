@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_batch
 
 from forgetir.config import ConfigError
 from forgetir.methods import create_method
+
+from conftest import make_batch
 
 
 def _adv(y: torch.Tensor, seed: int, r: float = 0.5) -> torch.Tensor:

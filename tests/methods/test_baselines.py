@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_batch
 
 from forgetir.methods import create_method
+
+from conftest import make_batch
 
 
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_MODELS, make_batch
 
 from forgetir.methods import create_method
+
+from conftest import TINY_MODELS, make_batch
 
 
 def _noise(x: torch.Tensor, seed: int) -> torch.Tensor:

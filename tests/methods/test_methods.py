@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
-from conftest import TINY_MODELS, make_batch
 
 from forgetir.config import ConfigError
 from forgetir.methods import TARGETS, create_method, get_method, list_methods
+
+from conftest import TINY_MODELS, make_batch
 
 METHODS = list_methods()
 

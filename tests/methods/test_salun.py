@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_batch
 
 from forgetir.config import ConfigError
 from forgetir.methods import create_method
+
+from conftest import make_batch
 
 
 def test_mask_zeroes_masked_gradients(tiny):
