@@ -54,6 +54,12 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "unlearn_command",
         "make a checkpoint forget a degradation type, a content class or a list of images",
     ),
+    "reproduce": (
+        "forgetir.reproduce",
+        "add_reproduce_arguments",
+        "reproduce_command",
+        "the seed paper's experiment grid on the embedded default (--scale cpu) or real data",
+    ),
     "report": (
         "forgetir.report",
         "add_report_arguments",

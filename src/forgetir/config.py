@@ -52,6 +52,10 @@ class DataConfig:
     workers: int = 0
     test_set: str = "photos"  # photos | deadleaves | promptir
     test_max_side: int | None = 256
+    # Train on one part of a split manifest instead of all the data above (which must match the
+    # manifest's): split=<manifest.json> part=retain is the UT of a class or instance split.
+    split: str | None = None
+    part: str = "retain"  # forget | retain | train (both)
 
 
 @dataclass
@@ -98,6 +102,7 @@ class RunConfig:
 
 # Fields whose value must be one of a fixed set; checked when a config is built.
 CHOICES: dict[str, tuple[str, ...]] = {
+    "data.part": ("forget", "retain", "train"),
     "optim.name": ("adamw", "adam", "sgd"),
     "optim.schedule": ("cosine", "constant"),
     "train.device": ("auto", "cpu", "cuda"),

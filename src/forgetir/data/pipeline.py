@@ -441,5 +441,37 @@ def build_train_dataset(cfg: DataConfig, seed: int) -> TaskPatchDataset:
     tasks = train_tasks(cfg)
     if cfg.workers < 0:
         raise ValueError(f"data.workers must be >= 0, got {cfg.workers}")
+    if cfg.split:
+        return _split_part(cfg, seed)
     clean, pairs = build_sources(cfg, tasks)
     return TaskPatchDataset(clean, tasks, cfg.patch_size, seed, paired=pairs)
+
+
+# Fields of the data config that decide which images exist: a split's must equal the run's.
+_SPLIT_DATA_FIELDS = ("source", "tasks", "pool_size", "pool_seed", "image_size", "content_classes")
+
+
+def _split_part(cfg: DataConfig, seed: int) -> TaskPatchDataset:
+    """``data.part`` of the split manifest ``data.split`` (hashes re-verified), e.g. the
+    retain images of a class split: what the UT of that split is trained on."""
+    from forgetir.data.splits import build_split_datasets, load_manifest  # imports this module
+
+    manifest = load_manifest(cfg.split, verify=True)
+    theirs = manifest["data"]
+    differ = [f for f in _SPLIT_DATA_FIELDS if f in theirs and theirs[f] != getattr(cfg, f)]
+    if cfg.root and theirs.get("root") and Path(theirs["root"]) != Path(cfg.root).resolve():
+        differ.append("root")
+    if differ:
+        raise ValueError(
+            f"data.split={cfg.split} was made for other data: "
+            + "; ".join(
+                f"data.{f} is {getattr(cfg, f)!r} here, {theirs.get(f)!r} in the manifest"
+                for f in differ
+            )
+        )
+    if manifest["kind"] == "degradation":
+        raise ValueError(
+            f"data.split={cfg.split} is a degradation split: train without those tasks with "
+            "data.exclude (--exclude) instead"
+        )
+    return build_split_datasets(manifest, cfg.patch_size, seed=seed)[cfg.part]
