@@ -19,10 +19,7 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from forgetir.atomic import atomic_json
 from forgetir.degradations import TASKS
 from forgetir.metrics import PROTOCOLS, describe_protocol, psnr_ssim
 
@@ -270,7 +268,6 @@ def write_results(
         ...     json.loads(p.read_text())["protocol"]
         'promptir'
     """
-    from forgetir.engine import default_file_mode
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -281,17 +278,7 @@ def write_results(
         "rows": _json_safe(rows),
         **_json_safe(dict(extra or {})),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        default_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_json(path, record)
 
 
 # ------------------------------------------------------------------------------ command line

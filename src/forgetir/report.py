@@ -56,13 +56,14 @@ import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from forgetir.atomic import atomic_write
 
 __all__ = [
     "FILES_DIR",
@@ -87,20 +88,6 @@ MAX_LISTED_ENTRIES = 200  # forgotten images listed in HTML/MD; report.json has 
 
 
 # ------------------------------------------------------------------------------ small helpers
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _num(v: Any) -> float | None:
@@ -241,7 +228,7 @@ def write_image_grid(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _atomic_write(Path(path), _png(fig))
+    return atomic_write(Path(path), _png(fig))
 
 
 def write_model_grid(
@@ -747,7 +734,7 @@ class _Doc:
     def image(self, png: bytes, name: str, caption: str, existing: Path | None = None) -> None:
         """Embed ``png``; Markdown links ``existing`` (a grid in place) or a new file."""
         if existing is None:
-            path = _atomic_write(self.files_dir / name, png)
+            path = atomic_write(self.files_dir / name, png)
         else:
             path = existing
         rel = os.path.relpath(path, self.run_dir).replace(os.sep, "/")
@@ -1137,9 +1124,9 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         "figures": doc.figures,
     }
     paths = {
-        "html": _atomic_write(run_dir / "report.html", page.encode("utf-8")),
-        "md": _atomic_write(run_dir / "report.md", "\n".join(doc.md).encode("utf-8")),
-        "json": _atomic_write(
+        "html": atomic_write(run_dir / "report.html", page.encode("utf-8")),
+        "md": atomic_write(run_dir / "report.md", "\n".join(doc.md).encode("utf-8")),
+        "json": atomic_write(
             run_dir / "report.json",
             (json.dumps(_json_safe(report), indent=2, ensure_ascii=False) + "\n").encode(),
         ),

@@ -28,11 +28,9 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,8 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forgetir.atomic import atomic_json
 from forgetir.config import RunConfig, load_config, save_config, to_dict
-from forgetir.engine import Engine, FitResult, default_file_mode
+from forgetir.engine import Engine, FitResult
 
 POOL_MANIFEST = "train_pool.json"
 CONFIG_NAME = "config.yaml"
@@ -72,16 +71,7 @@ def l1_loss(batch: Mapping[str, Any], step: int, model: nn.Module) -> dict[str, 
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        default_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_json(path, data, indent=1)
 
 
 def _source_record(src: Any) -> dict[str, Any]:

@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from forgetir.atomic import atomic_json
 from forgetir.config import (
     ALL_TASKS,
     DataConfig,
@@ -75,11 +74,7 @@ class UnlearnOptions:
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_json(path, json.loads(json.dumps(data, default=str)))
 
 
 def _load(spec: str | Path, arch: str | None = None) -> nn.Module:

@@ -33,10 +33,7 @@ Example:
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forgetir.atomic import atomic_json
 from forgetir.evaluate import (
     INPUT_ROW,
     describe_test_sets,
@@ -850,14 +848,4 @@ def write_verification(path: str | Path, result: Mapping[str, Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_json_safe(result), indent=2, ensure_ascii=False, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_json(path, _json_safe(result), allow_nan=False)
