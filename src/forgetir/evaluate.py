@@ -262,7 +262,7 @@ def write_results(
     """Write ``rows`` with their protocol and test set as JSON, atomically; return the path.
 
     Example:
-        >>> import tempfile
+        >>> import json, tempfile
         >>> with tempfile.TemporaryDirectory() as d:
         ...     p = write_results(f"{d}/r.json", {"input": {}}, "promptir", "photos")
         ...     json.loads(p.read_text())["protocol"]
