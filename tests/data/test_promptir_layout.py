@@ -132,3 +132,23 @@ def test_bad_roots(tmp_path):
         PromptIRLayout(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="Train/ and/or test/"):
         PromptIRLayout(tmp_path)
+
+
+def test_train_and_eval_commands_run_on_the_tree(tmp_path, capsys):
+    from forgetir.cli import main
+
+    root = make_tree(tmp_path)
+    out = tmp_path / "run"
+    argv = ["train", "--config", "cpu", "--out", str(out), "--quiet"]
+    argv += [f"data.root={root}", "data.source=promptir", "data.patch_size=16"]
+    argv += ["data.test_set=promptir", "data.test_max_side=null", "train.steps=2"]
+    argv += ["train.batch_size=2", "optim.warmup_steps=0"]
+    assert main(argv) == 0
+    assert (
+        main(
+            ["eval", str(out / "model.safetensors"), "--test-set", "promptir", "--root", str(root)]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "| input |" in table and "dehaze" in table and "denoise σ50" in table
