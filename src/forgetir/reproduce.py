@@ -39,15 +39,15 @@ import argparse
 import fnmatch
 import json
 import math
-import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from forgetir.atomic import atomic_json, atomic_write
 
 SCALES = ("cpu", "paper")
 FORGET_TYPES = ("dehaze", "derain", "denoise")
@@ -532,33 +532,6 @@ def _stale_cells(plan: Plan, cells: Sequence[Cell]) -> list[str]:
     return stale
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, default=str, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _split_data(plan: Plan, spec: SplitSpec) -> Any:
     from forgetir.config import load_config
 
@@ -674,7 +647,7 @@ def _run_unlearn_cell(plan: Plan, cell: Cell) -> dict[str, Any]:
     run["cell_seconds"] = round(time.time() - t0, 2)
     run["cell"] = cell.name
     run["reproduce_cell"] = cell_spec(plan, cell)
-    _atomic_json(out / "run.json", run)  # the same record, with the cell's total time
+    atomic_json(out / "run.json", run, default=str)  # the same record, with the cell's total time
     return run
 
 
@@ -691,7 +664,7 @@ def run_cell(plan: Plan, cell: Cell) -> dict[str, Any]:
     if cell.kind == "train":
         run = _run_train_cell(plan, cell)
         run["reproduce_cell"] = cell_spec(plan, cell)
-        _atomic_json(plan.cell_dir(cell) / "run.json", run)
+        atomic_json(plan.cell_dir(cell) / "run.json", run, default=str)
         return run
     return _run_unlearn_cell(plan, cell)
 
@@ -1099,12 +1072,12 @@ def sweep_entries(plan: Plan, recs: dict[str, dict[str, Any]]) -> list[dict[str,
 
 
 def _write_sweeps(plan: Plan, entries: list[dict[str, Any]]) -> None:
-    _atomic_json(plan.out / "sweeps.json", entries)
+    atomic_json(plan.out / "sweeps.json", entries)
     for t in FORGET_TYPES:
         main = plan.cell_dir(f"main/{t}-collapse")
         mine = [e for e in entries if e["forget"] == t]
         if (main / "run.json").is_file() and len(mine) > 3:
-            _atomic_json(main / "sweeps.json", mine)
+            atomic_json(main / "sweeps.json", mine)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -1237,11 +1210,11 @@ def write_summary(plan: Plan, docs: str | Path | None = None) -> dict[str, Any]:
     ``docs``); return the summary."""
     summary = build_summary(plan)
     _write_sweeps(plan, summary["sweeps"])
-    _atomic_json(plan.out / SUMMARY_JSON, summary)
+    atomic_json(plan.out / SUMMARY_JSON, summary, default=str)
     text = format_summary(summary)
-    _atomic_text(plan.out / SUMMARY_MD, text)
+    atomic_write(plan.out / SUMMARY_MD, text)
     if docs:
-        _atomic_text(Path(docs), text)
+        atomic_write(Path(docs), text)
     return summary
 
 
