@@ -1,6 +1,35 @@
-"""Test-suite set-up: one torch thread. The tests run tiny tensors, for which intra-op threads
-cost more than they save (and much more on a busy machine)."""
+"""Test-suite set-up: one torch thread, and a tiny trained parent model shared by the tests.
 
+The tests run tiny tensors, for which intra-op threads cost more than they save (and much more
+on a busy machine). ``OMP_NUM_THREADS`` keeps commands run in-process (``forgetir.cli.main``)
+at one thread too: they otherwise take the free cores (``forgetir.threads.apply_threads``)."""
+
+import os
+
+import pytest
 import torch
 
+from forgetir.config import load_config
+from forgetir.train import run_train
+
+os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def parent(tmp_path_factory):
+    """A tiny model trained for a few steps on a small dead-leaves pool."""
+    out = tmp_path_factory.mktemp("before")
+    cfg = load_config(
+        "cpu",
+        [
+            "train.steps=3",
+            "train.batch_size=2",
+            "data.pool_size=6",
+            "data.image_size=32",
+            "data.patch_size=32",
+            "data.test_max_side=32",
+            "optim.warmup_steps=0",
+        ],
+    )
+    return run_train(cfg, out, quiet=True)

@@ -4,29 +4,8 @@ import pytest
 import torch
 
 from forgetir.checkpoint import load_model, sha256_file
-from forgetir.config import load_config
 from forgetir.report import write_report
-from forgetir.train import run_train
 from forgetir.unlearn import UnlearnOptions, run_unlearn
-
-
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory):
-    """A tiny model trained for a few steps on a small dead-leaves pool."""
-    out = tmp_path_factory.mktemp("before")
-    cfg = load_config(
-        "cpu",
-        [
-            "train.steps=3",
-            "train.batch_size=2",
-            "data.pool_size=6",
-            "data.image_size=32",
-            "data.patch_size=32",
-            "data.test_max_side=32",
-            "optim.warmup_steps=0",
-        ],
-    )
-    return run_train(cfg, out, quiet=True)
 
 
 def _opts(**kw):

@@ -60,6 +60,12 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "reproduce_command",
         "the seed paper's experiment grid on the embedded default (--scale cpu) or real data",
     ),
+    "verify": (
+        "forgetir.runs",
+        "add_verify_arguments",
+        "verify_command",
+        "(re)compute the proof of forgetting of a run: gaps to UT, relearning, AIN, MIA, cost",
+    ),
     "report": (
         "forgetir.report",
         "add_report_arguments",
@@ -68,6 +74,10 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
     ),
 }
 
+
+# Commands that run models: their torch thread count is set before they start (see
+# forgetir.threads: default = the cores free now).
+_MODEL_COMMANDS = ("demo", "train", "eval", "unlearn", "reproduce", "verify")
 
 # Names of the positional KEY=VALUE lists of sub-commands (train: config, unlearn: method).
 _OVERRIDE_DESTS = ("overrides", "hparams")
@@ -144,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(module), fn
     )
     try:
+        if args.command in _MODEL_COMMANDS:
+            from forgetir.threads import apply_threads
+
+            apply_threads(getattr(args, "threads", None))
         return int(command(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
         # Input errors carry a message naming the bad file/option and the valid choices.

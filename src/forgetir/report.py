@@ -64,6 +64,8 @@ import numpy as np
 import torch
 
 from forgetir.atomic import atomic_write
+from forgetir.runs import hash_check, read_json, resolve
+from forgetir.verify import key_figures
 
 __all__ = [
     "FILES_DIR",
@@ -268,14 +270,6 @@ def write_model_grid(
 # ------------------------------------------------------------------------------ reading
 
 
-def _read_json(run_dir: Path, name: str) -> Any:
-    path = run_dir / name
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-
-
 def _read_log(path: Path) -> dict[str, list[float]]:
     """log.csv as numeric columns (step first); empty cells are skipped per column."""
     with open(path, newline="", encoding="utf-8") as f:
@@ -294,40 +288,8 @@ def _read_log(path: Path) -> dict[str, list[float]]:
     return {c: v for c, v in cols.items() if v}  # type: ignore[misc]
 
 
-def _resolve(run_dir: Path, p: str | None) -> Path | None:
-    if not p:
-        return None
-    path = Path(p).expanduser()
-    if path.is_absolute():
-        return path if path.exists() else None
-    for cand in (run_dir / path, path):
-        if cand.exists():
-            return cand
-    return None
-
-
-def _hash_check(run_dir: Path, record: Any) -> dict[str, Any] | None:
-    """{"path", "sha256", "check"} for a {"path", "sha256"} record; the hash recomputed."""
-    from forgetir.checkpoint import WEIGHTS_NAME, sha256_file
-
-    if not isinstance(record, Mapping):
-        return None
-    out = {"path": record.get("path"), "sha256": record.get("sha256")}
-    found = _resolve(run_dir, record.get("path"))
-    if found is None:
-        out["check"] = "file not found here: hash not re-checked"
-        return out
-    try:
-        actual = sha256_file(found / WEIGHTS_NAME if found.is_dir() else found)
-    except (OSError, ValueError) as exc:
-        out["check"] = f"could not re-check ({exc})"
-        return out
-    out["check"] = "match" if actual == record.get("sha256") else f"MISMATCH (file: {actual})"
-    return out
-
-
 def _forget_entries(run_dir: Path, manifest: Any) -> list[dict[str, Any]] | None:
-    path = _resolve(run_dir, manifest.get("path")) if isinstance(manifest, Mapping) else None
+    path = resolve(run_dir, manifest.get("path")) if isinstance(manifest, Mapping) else None
     if path is None or not path.is_file():
         return None
     try:
@@ -521,49 +483,6 @@ def _order_rows(rows: Mapping[str, Any]) -> list[str]:
     return [r for r in ROW_ORDER if r in rows] + [r for r in rows if r not in ROW_ORDER]
 
 
-def _key_figures(verify: Mapping[str, Any], forget_tasks: Sequence[str]) -> list[dict[str, Any]]:
-    """Every verification figure as {figure, value, metric, data}: the audit's summary."""
-    out: list[dict[str, Any]] = []
-    proto = f"{verify.get('protocol', 'promptir')} protocol (see the quality caption)"
-    source = verify.get("test_set")
-
-    def add(figure: str, value: Any, metric: Any, data: Any) -> None:
-        out.append({"figure": figure, "value": value, "metric": metric, "data": data})
-
-    gaps = (verify.get("gaps") or {}).get("tasks") or {}
-    for task, g in gaps.items():
-        for key in ("psnr", "psnr_gap_to_ut", "psnr_gap_to_before", "ssim_gap_to_ut"):
-            unit = "dB" if key.startswith("psnr") else "SSIM"
-            add(
-                f"{task} ({g.get('role')}): unlearned {key}", g.get(key), f"{unit}, {proto}", source
-            )
-    og = verify.get("output_gap") or {}
-    add("output gap (unlearned vs UT)", og.get("value"), og.get("metric"), og.get("data"))
-    rel = verify.get("relearn") or {}
-    for label, r in (rel.get("runs") or {}).items():
-        m = f"{r.get('metric')}; {r.get('steps')} steps, lr {r.get('lr')}"
-        add(f"relearn {label}: recovered dB", r.get("recovered_db"), m, rel.get("train_data"))
-        add(f"relearn {label}: final forget PSNR", r.get("final_psnr"), m, rel.get("eval_data"))
-    ain = verify.get("anamnesis") or {}
-    if ain:
-        add(f"AIN ({ain.get('ain_kind')})", ain.get("ain"), ain.get("metric"), ain.get("eval_data"))
-        data = f"{ain.get('train_data')} -> {ain.get('eval_data')}; tol {ain.get('tol')}"
-        for label in ("unlearned", "ut"):
-            steps = ain.get(f"steps_{label}")
-            if steps is None:
-                steps = f"not reached within {ain.get('max_steps')}"
-            add(f"AIN steps {label.replace('ut', 'UT')}", steps, ain.get("metric"), data)
-    mia = verify.get("membership") or {}
-    for label, r in (mia.get("models") or {}).items():
-        for key in ("attack_auc", "attack_accuracy", "forgotten_member_rate"):
-            add(f"MIA {label}: {key}", r.get(key), r.get("metric"), mia.get("data"))
-    c = verify.get("cost") or {}
-    for key in ("step_fraction", "time_fraction", "sample_fraction"):
-        if key in c:
-            add(f"cost {key}", c.get(key), "unlearning / training from scratch", None)
-    return out
-
-
 def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any]) -> dict[str, Any]:
     from forgetir.checkpoint import sha256_file
 
@@ -580,12 +499,12 @@ def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any])
             "retain": split.get("retain", run.get("retain_tasks")),
             "forget_tasks": run.get("forget_tasks"),
             "retain_tasks": run.get("retain_tasks"),
-            "manifest": _hash_check(run_dir, manifest),
+            "manifest": hash_check(run_dir, manifest),
             "forget_entries": entries,
             "note": "paths/ids and SHA-256 only; no pixels are stored in this report",
         },
-        "parent_checkpoint": _hash_check(run_dir, run.get("parent")),
-        "ut_checkpoint": _hash_check(run_dir, run.get("ut")),
+        "parent_checkpoint": hash_check(run_dir, run.get("parent")),
+        "ut_checkpoint": hash_check(run_dir, run.get("ut")),
         "unlearned_checkpoint": {
             "path": str(weights),
             "sha256": recorded,
@@ -612,23 +531,23 @@ def _load(run_dir: Path) -> dict[str, Any]:
             f"run directory {run_dir} lacks {', '.join(missing)} (a report needs "
             f"{', '.join(REQUIRED_FILES)}; see forgetir.report's docstring for the layout)"
         )
-    run = _read_json(run_dir, "run.json")
+    run = read_json(run_dir, "run.json")
     if not isinstance(run, Mapping):
         raise ValueError(f"{run_dir / 'run.json'} must hold a JSON object")
     lacking = [k for k in ("method", "parent") if k not in run]
     if lacking:
         raise ValueError(f"{run_dir / 'run.json'} lacks required key(s) {', '.join(lacking)}")
-    quality = _read_json(run_dir, "quality.json")
+    quality = read_json(run_dir, "quality.json")
     if not isinstance(quality, Mapping) or not isinstance(quality.get("rows"), Mapping):
         raise ValueError(f"{run_dir / 'quality.json'} must hold an object with 'rows'")
-    verify = _read_json(run_dir, "verify.json")
+    verify = read_json(run_dir, "verify.json")
     if not isinstance(verify, Mapping):
         raise ValueError(f"{run_dir / 'verify.json'} must hold a JSON object")
-    sweeps = _read_json(run_dir, "sweeps.json") if (run_dir / "sweeps.json").is_file() else None
+    sweeps = read_json(run_dir, "sweeps.json") if (run_dir / "sweeps.json").is_file() else None
     grids = sorted((run_dir / "grids").glob("*.png")) if (run_dir / "grids").is_dir() else []
     return {
         "run": run,
-        "model": _read_json(run_dir, "model.json"),
+        "model": read_json(run_dir, "model.json"),
         "log": _read_log(run_dir / "log.csv"),
         "quality": quality,
         "verify": verify,
@@ -1096,7 +1015,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
                 )
 
     _verification_section(doc, verify, forget)
-    key = _key_figures(verify, forget_tasks)
+    key = key_figures(verify)
     audit = _audit(run_dir, run, data["model"])
     _audit_section(doc, audit, key)
 

@@ -77,7 +77,9 @@ def _atomic_json(path: Path, data: Any) -> None:
     atomic_json(path, json.loads(json.dumps(data, default=str)))
 
 
-def _load(spec: str | Path, arch: str | None = None) -> nn.Module:
+def load_eval_model(spec: str | Path, arch: str | None = None) -> nn.Module:
+    """A checkpoint (``shipped:NAME``, forgetir ``.safetensors`` or published ``.ckpt``) in
+    eval mode."""
     from forgetir.checkpoint import load_model
 
     model = load_model(resolve_checkpoint(spec), arch=arch)
@@ -212,6 +214,20 @@ def _tasks_of(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
     return [], []
 
 
+def evaluation_sets(
+    manifest: dict[str, Any], datasets: dict[str, Any], opts: UnlearnOptions
+) -> dict[str, Any]:
+    """The test sets a run is scored on: every task's test set for a degradation split, else
+    fixed patches of the forgotten and of retained training images."""
+    if manifest["kind"] != "degradation":
+        return _split_test_sets(datasets)
+    from forgetir.data.testsets import build_test_sets
+
+    # root: the promptir test set lives under the split's data root (paper scale).
+    root = manifest["data"].get("root")
+    return build_test_sets(opts.test_set, ALL_TASKS, opts.test_max_side, root)
+
+
 def _split_test_sets(datasets: dict[str, Any], n: int = 8) -> dict[str, Any]:
     """For class/instance splits: forget-test = the forgotten images, retain-test = retained
     images (fixed patches of each), one set per part."""
@@ -262,7 +278,7 @@ def run_unlearn(
         raise FileExistsError(f"{out} already holds an unlearning run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     parent_path = resolve_checkpoint(checkpoint)
-    before = _load(checkpoint, arch)
+    before = load_eval_model(checkpoint, arch)
     model = copy.deepcopy(before)
     parent_data = parent_data_config(before)
     parent_data.patch_size = opts.patch_size
@@ -276,7 +292,8 @@ def run_unlearn(
 
     if ut is None and forget_tasks:
         ut = ut_name_for(forget_tasks) if str(checkpoint) == "shipped:before" else None
-    ut_model = _load(ut, arch) if ut is not None else None  # a published UT .ckpt needs arch
+    # A published UT .ckpt needs --arch.
+    ut_model = load_eval_model(ut, arch) if ut is not None else None
 
     g = torch.Generator().manual_seed(opts.seed)
     reference = ut_model if opts.target == "retrain-like" and ut_model is not None else None
@@ -328,14 +345,7 @@ def run_unlearn(
     stopped = guard.reason if guard and guard.reason else result.stopped_early
 
     # Quality: BEFORE / unlearned / UT with the degraded input as first row.
-    if forget_tasks:
-        from forgetir.data.testsets import build_test_sets
-
-        # root: the promptir test set lives under the split's data root (paper scale).
-        root = manifest["data"].get("root")
-        test_sets = build_test_sets(opts.test_set, ALL_TASKS, opts.test_max_side, root)
-    else:
-        test_sets = _split_test_sets(datasets)
+    test_sets = evaluation_sets(manifest, datasets, opts)
     source = describe_test_sets(test_sets)
     rows = {INPUT_ROW: evaluate_degraded_input(test_sets, opts.protocol)}
     rows["BEFORE"] = evaluate_model(before, test_sets, opts.protocol)
@@ -344,7 +354,6 @@ def run_unlearn(
         rows["UT"] = evaluate_model(ut_model, test_sets, opts.protocol)
     write_results(out / "quality.json", rows, opts.protocol, source)
 
-    parent_meta = getattr(before, "forgetir_meta", {}) or {}
     run = {
         "method": opts.method,
         "summary": method.summary,
@@ -387,9 +396,10 @@ def run_unlearn(
         wall_time=round(wall, 2),
     )
     if opts.verify:
-        run["verify"] = _verify(
-            model, before, ut_model, datasets, test_sets, run, parent_meta, opts, rows
-        )
+        from forgetir.runs import VERIFY_JSON, verify_model
+
+        verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, out)
+        run["verify"] = VERIFY_JSON
     _atomic_json(out / "run.json", run)
     if opts.grids:
         from forgetir.report import write_model_grid
@@ -404,61 +414,6 @@ def run_unlearn(
         note = f"; stopped early: {stopped}" if stopped else ""
         print(f"unlearned in {result.step} steps, {wall:.1f} s{note}. Saved {out}")
     return run
-
-
-def _verify(
-    model: nn.Module,
-    before: nn.Module,
-    ut_model: nn.Module | None,
-    datasets: dict[str, Any],
-    test_sets: dict[str, Any],
-    run: dict[str, Any],
-    parent_meta: dict[str, Any],
-    opts: UnlearnOptions,
-    rows: dict[str, Any],
-) -> str:
-    from forgetir.verify import pairs_from_dataset, verify_run, write_verification
-
-    out = Path(run["split"]["manifest"]["path"]).parent
-    train_steps = parent_meta.get("step") or parent_meta.get("steps")
-    cost = {
-        "unlearn_steps": run["steps"],
-        "unlearn_seconds": run["wall_time_s"],
-        "train_steps": train_steps,
-        "train_seconds": parent_meta.get("wall_time"),
-        "unlearn_batch": opts.batch_size,
-        "train_batch": ((parent_meta.get("config") or {}).get("train") or {}).get("batch_size"),
-    }
-    membership = None
-    if "test" in datasets and run["split"]["kind"] == "instances":
-        n = 16
-        membership = {
-            "members": pairs_from_dataset(datasets["retain"], range(n)),
-            "nonmembers": pairs_from_dataset(datasets["test"], range(n)),
-            "forgotten": pairs_from_dataset(
-                datasets["forget"], range(min(n, len(datasets["forget"].source)))
-            ),
-        }
-    result = verify_run(
-        model,
-        before,
-        ut_model,
-        run["forget_tasks"],
-        run["retain_tasks"],
-        test_sets,
-        opts.protocol,
-        pairs_from_dataset(datasets["forget"], range(4)),
-        relearn_steps=opts.relearn_steps,
-        ain_max_steps=opts.ain_max_steps if ut_model is not None else 0,
-        eval_every=opts.verify_eval_every,
-        membership=membership,
-        cost_info=cost,
-        relearn_description=f"4 forget-set training patches ({opts.patch_size}x{opts.patch_size})",
-        seed=opts.seed,
-        rows=rows,
-    )
-    write_verification(out / "verify.json", result)
-    return "verify.json"
 
 
 # ------------------------------------------------------------------------------ command line

@@ -61,11 +61,13 @@ __all__ = [
     "anamnesis_index",
     "cost",
     "gaps",
+    "key_figures",
     "membership_inference",
     "output_gap",
     "pairs_from_dataset",
     "quality_table",
     "relearn",
+    "summarize",
     "verify_run",
     "write_verification",
 ]
@@ -821,6 +823,113 @@ def verify_run(
             "models": attack,
         }
     return _json_safe(result)
+
+
+def key_figures(verify: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every figure of a :func:`verify_run` result as ``{figure, value, metric, data}``.
+
+    The flat list is the audit manifest's summary (each figure with its metric and data).
+
+    Example:
+        >>> figs = key_figures({"cost": cost(10, 1.0, 100, 50.0)})
+        >>> {f["figure"]: f["value"] for f in figs}["cost step_fraction"]
+        0.1
+    """
+    out: list[dict[str, Any]] = []
+    proto = f"{verify.get('protocol', 'promptir')} protocol (see the quality caption)"
+    source = verify.get("test_set")
+
+    def add(figure: str, value: Any, metric: Any, data: Any) -> None:
+        out.append({"figure": figure, "value": value, "metric": metric, "data": data})
+
+    gaps = (verify.get("gaps") or {}).get("tasks") or {}
+    for task, g in gaps.items():
+        for key in ("psnr", "psnr_gap_to_ut", "psnr_gap_to_before", "ssim_gap_to_ut"):
+            unit = "dB" if key.startswith("psnr") else "SSIM"
+            add(
+                f"{task} ({g.get('role')}): unlearned {key}", g.get(key), f"{unit}, {proto}", source
+            )
+    og = verify.get("output_gap") or {}
+    add("output gap (unlearned vs UT)", og.get("value"), og.get("metric"), og.get("data"))
+    rel = verify.get("relearn") or {}
+    for label, r in (rel.get("runs") or {}).items():
+        m = f"{r.get('metric')}; {r.get('steps')} steps, lr {r.get('lr')}"
+        add(f"relearn {label}: recovered dB", r.get("recovered_db"), m, rel.get("train_data"))
+        add(f"relearn {label}: final forget PSNR", r.get("final_psnr"), m, rel.get("eval_data"))
+    ain = verify.get("anamnesis") or {}
+    if ain:
+        add(f"AIN ({ain.get('ain_kind')})", ain.get("ain"), ain.get("metric"), ain.get("eval_data"))
+        data = f"{ain.get('train_data')} -> {ain.get('eval_data')}; tol {ain.get('tol')}"
+        for label in ("unlearned", "ut"):
+            steps = ain.get(f"steps_{label}")
+            if steps is None:
+                steps = f"not reached within {ain.get('max_steps')}"
+            add(f"AIN steps {label.replace('ut', 'UT')}", steps, ain.get("metric"), data)
+    mia = verify.get("membership") or {}
+    for label, r in (mia.get("models") or {}).items():
+        for key in ("attack_auc", "attack_accuracy", "forgotten_member_rate"):
+            add(f"MIA {label}: {key}", r.get(key), r.get("metric"), mia.get("data"))
+    c = verify.get("cost") or {}
+    for key in ("step_fraction", "time_fraction", "sample_fraction"):
+        if key in c:
+            add(f"cost {key}", c.get(key), "unlearning / training from scratch", None)
+    return out
+
+
+def _f(x: Any, fmt: str = "{:.2f}") -> str:
+    return "–" if x is None or isinstance(x, str) else fmt.format(x)
+
+
+def summarize(result: Mapping[str, Any]) -> str:
+    """A :func:`verify_run` result as a few lines of text, each naming its metric and data.
+
+    Example:
+        >>> summarize({"cost": cost(10, 1.0, 100, 50.0)})[-38:]
+        'optimizer steps, 2.0% of the wall time'
+    """
+    lines = []
+    if result.get("gaps"):
+        g = result["gaps"]
+        lines.append(f"quality: PSNR (dB), {g['protocol']} protocol, on {g['data']}")
+        for task, r in g["tasks"].items():
+            lines.append(
+                f"  {r['role']:<7} {task:<11} unlearned {_f(r['psnr'])}: "
+                f"{_f(r['psnr_gap_to_ut'], '{:+.2f}')} vs UT, "
+                f"{_f(r['psnr_gap_to_before'], '{:+.2f}')} vs BEFORE"
+            )
+    og = result.get("output_gap") or {}
+    if og.get("value") is not None:
+        lines.append(
+            f"output gap to UT (mean per-image L1, {og['data']}): {_f(og['value'], '{:.4f}')} "
+            f"(BEFORE's: {_f(og.get('before_value'), '{:.4f}')})"
+        )
+    rel = result.get("relearn") or {}
+    if rel:
+        runs = rel["runs"]
+        got = ", ".join(
+            f"{k} {_f(r['start_psnr'])} -> {_f(r['final_psnr'])} dB" for k, r in runs.items()
+        )
+        steps = next(iter(runs.values()))["steps"]
+        lines.append(f"relearning ({steps} steps on {rel['train_data']}): {got}")
+    ain = result.get("anamnesis") or {}
+    if ain:
+        bound = {"lower_bound": ">= ", "upper_bound": "<= "}.get(ain.get("ain_kind"), "")
+        lines.append(f"anamnesis index AIN: {bound}{_f(ain.get('ain'))} ({ain.get('verdict')})")
+    mia = result.get("membership") or {}
+    for label, r in (mia.get("models") or {}).items():
+        lines.append(
+            f"membership attack on {label}: {r['forgotten_member_rate']:.0%} of the forgotten "
+            f"images called members ({r['nonmember_member_rate']:.0%} of non-members; attack "
+            f"AUC {r['attack_auc']:.2f})"
+        )
+    c = result.get("cost") or {}
+    if c:
+        lines.append(
+            f"cost (unlearning / training from scratch): "
+            f"{_f(c.get('step_fraction'), '{:.1%}')} of the optimizer steps, "
+            f"{_f(c.get('time_fraction'), '{:.1%}')} of the wall time"
+        )
+    return "\n".join(lines)
 
 
 def _json_safe(value: Any) -> Any:
