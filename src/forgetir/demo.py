@@ -26,6 +26,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="collapse", choices=("collapse", "retrain-like"))
     parser.add_argument("--steps", type=int, default=60, help="unlearning steps (batch 8)")
     parser.add_argument("--out", help="run folder (default: runs/demo, runs/demo-2, ...)")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: the cores free right now)"
+    )
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -39,16 +42,23 @@ def _fresh(base: Path) -> Path:
 
 
 def demo_command(args: argparse.Namespace) -> int:
+    import torch
+
     from forgetir.report import write_report
 
     out = Path(args.out) if args.out else _fresh(Path("runs") / "demo")
     t0 = time.time()
     print(
         f"forgetir demo: forgetting {args.forget} from the shipped promptir-tiny with "
-        f"{args.method} (target: {args.target}); writing {out}"
+        f"{args.method} (target: {args.target}); writing {out} "
+        f"({torch.get_num_threads()} torch threads)"
     )
     opts = UnlearnOptions(
-        method=args.method, target=args.target, steps=args.steps, quiet=args.quiet
+        method=args.method,
+        target=args.target,
+        steps=args.steps,
+        threads=args.threads,
+        quiet=args.quiet,
     )
     run_unlearn(
         "shipped:before",
