@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from forgetir.models.adair_freq import FrequencyModule
-from forgetir.models.base import RestorationModel
+from forgetir.models.base import RestormerModel
 from forgetir.models.layers import Downsample, OverlapPatchEmbed, Upsample, transformer_stack
 from forgetir.models.registry import register_model
 
@@ -30,7 +30,7 @@ _TINY = {"dim": 16, "num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1}
 
 @register_model("adair", description="AdaIR as published (dim 48, blocks 4/6/6/8), 28.8M params")
 @register_model("adair-tiny", defaults=_TINY, description="AdaIR, width 16, one block per level")
-class AdaIR(RestorationModel):
+class AdaIR(RestormerModel):
     """AdaIR: Restormer encoder/decoder with frequency modules ``fre1/fre2/fre3``.
 
     ``fre1`` acts on the latent, ``fre2`` on the level-3 and ``fre3`` on the level-2 decoder
@@ -101,30 +101,6 @@ class AdaIR(RestorationModel):
         self.decoder_level1 = stack(b1, d2, h1)
         self.refinement = stack(num_refinement_blocks, d2, h1)
         self.output = nn.Conv2d(d2, out_channels, 3, padding=1, bias=bias)
-
-    def _encoder(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        enc1 = self.encoder_level1(self.patch_embed(x))
-        enc2 = self.encoder_level2(self.down1_2(enc1))
-        enc3 = self.encoder_level3(self.down2_3(enc2))
-        return enc1, enc2, enc3, self.latent(self.down3_4(enc3))
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._encoder(x)[3]
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        modules = (
-            self.patch_embed,
-            self.encoder_level1,
-            self.down1_2,
-            self.encoder_level2,
-            self.down2_3,
-            self.encoder_level3,
-            self.down3_4,
-            self.latent,
-        )
-        return [p for m in modules for p in m.parameters()]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         enc1, enc2, enc3, latent = self._encoder(x)

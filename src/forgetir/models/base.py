@@ -55,3 +55,35 @@ class RestorationModel(nn.Module):
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class RestormerModel(RestorationModel):
+    """A :class:`RestorationModel` whose encoder is Restormer's four levels.
+
+    Subclasses register the modules named in ``ENCODER`` (in whatever order their published
+    ``state_dict`` needs) and implement ``_forward`` with :meth:`_encoder`'s skip features.
+    """
+
+    ENCODER = (
+        "patch_embed",
+        "encoder_level1",
+        "down1_2",
+        "encoder_level2",
+        "down2_3",
+        "encoder_level3",
+        "down3_4",
+        "latent",
+    )
+
+    def _encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(enc1, enc2, enc3, latent): the three skip features and the bottleneck."""
+        enc1 = self.encoder_level1(self.patch_embed(x))
+        enc2 = self.encoder_level2(self.down1_2(enc1))
+        enc3 = self.encoder_level3(self.down2_3(enc2))
+        return enc1, enc2, enc3, self.latent(self.down3_4(enc3))
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self._encoder(x)[3]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [p for name in self.ENCODER for p in getattr(self, name).parameters()]

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forgetir.models.base import RestorationModel
+from forgetir.models.base import RestormerModel
 from forgetir.models.layers import (
     Downsample,
     OverlapPatchEmbed,
@@ -151,7 +151,7 @@ def _seq(name: str, values: Sequence[int], n: int) -> tuple[int, ...]:
     # Prompt sides halved with the 64x64 CPU-scale crops (official: 64/32/16 for 128x128).
     description="PromptIR at width 16 with one block per level, for CPU-scale work.",
 )
-class PromptIR(RestorationModel):
+class PromptIR(RestormerModel):
     """PromptIR with prompts in the decoder (the published ``decoder=True`` model).
 
     Args:
@@ -260,20 +260,6 @@ class PromptIR(RestorationModel):
         self.decoder_level1 = stack(nb[0], c2, hd[0])
         self.refinement = stack(num_refinement_blocks, c2, hd[0])
         self.output = nn.Conv2d(c2, out_channels, 3, padding=1, bias=bias)
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        mods = [self.patch_embed, self.encoder_level1, self.down1_2, self.encoder_level2]
-        mods += [self.down2_3, self.encoder_level3, self.down3_4, self.latent]
-        return [p for m in mods for p in m.parameters()]
-
-    def _encoder(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        enc1 = self.encoder_level1(self.patch_embed(x))
-        enc2 = self.encoder_level2(self.down1_2(enc1))
-        enc3 = self.encoder_level3(self.down2_3(enc2))
-        return enc1, enc2, enc3, self.latent(self.down3_4(enc3))
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._encoder(x)[3]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         enc1, enc2, enc3, latent = self._encoder(x)
