@@ -11,6 +11,7 @@ import torch
 
 from forgetir.config import load_config
 from forgetir.train import run_train
+from forgetir.unlearn import UnlearnOptions
 
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
@@ -33,3 +34,23 @@ def parent(tmp_path_factory):
         ],
     )
     return run_train(cfg, out, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_opts():
+    """``tiny_opts(**changes)``: UnlearnOptions small enough for the tiny parent (2 steps)."""
+
+    def make(**kw):
+        base = dict(
+            steps=2,
+            batch_size=2,
+            patch_size=32,
+            test_max_side=32,
+            relearn_steps=2,
+            ain_max_steps=2,
+            verify_eval_every=1,
+            quiet=True,
+        )
+        return UnlearnOptions(**{**base, **kw})
+
+    return make

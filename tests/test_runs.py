@@ -6,29 +6,13 @@ import pytest
 from forgetir.checkpoint import sha256_file
 from forgetir.cli import main
 from forgetir.runs import hash_check, resolve, verify_folder
-from forgetir.unlearn import UnlearnOptions, run_unlearn
-
-
-def _opts(**kw):
-    base = dict(
-        steps=2,
-        batch_size=2,
-        patch_size=32,
-        test_max_side=32,
-        relearn_steps=2,
-        ain_max_steps=2,
-        verify_eval_every=1,
-        grids=False,
-        quiet=True,
-    )
-    base.update(kw)
-    return UnlearnOptions(**base)
+from forgetir.unlearn import run_unlearn
 
 
 @pytest.fixture(scope="module")
-def run_dir(parent, tmp_path_factory):
+def run_dir(parent, tmp_path_factory, tiny_opts):
     out = tmp_path_factory.mktemp("runs") / "run"
-    run_unlearn(parent, out, _opts(), forget=["dehaze"], ut=parent, command="test")
+    run_unlearn(parent, out, tiny_opts(grids=False), forget=["dehaze"], ut=parent, command="test")
     return out
 
 
@@ -64,9 +48,9 @@ def test_verify_recomputes_the_same_figures_in_a_moved_folder(run_dir, tmp_path)
     assert json.loads((moved / "run.json").read_text())["verify"] == "verify.json"
 
 
-def test_verify_adds_a_ut_to_a_run_made_without_one(parent, tmp_path):
+def test_verify_adds_a_ut_to_a_run_made_without_one(parent, tmp_path, tiny_opts):
     out = tmp_path / "no-ut"
-    run = run_unlearn(parent, out, _opts(verify=False), forget=["dehaze"])
+    run = run_unlearn(parent, out, tiny_opts(verify=False), forget=["dehaze"])
     assert run["ut"] is None and not (out / "verify.json").exists()
     result = verify_folder(out, ut=str(parent), relearn_steps=1)
     assert result["output_gap"]["value"] is not None
@@ -76,14 +60,14 @@ def test_verify_adds_a_ut_to_a_run_made_without_one(parent, tmp_path):
     assert recorded["sha256"] == sha256_file(parent)
 
 
-def test_verify_refuses_a_parent_that_changed(parent, run_dir, tmp_path):
+def test_verify_refuses_a_parent_that_changed(parent, run_dir, tmp_path, tiny_opts):
     # The run records its parent's SHA-256: swap other (valid) weights in at that path.
     own_parent = tmp_path / "parent" / "model.safetensors"
     own_parent.parent.mkdir()
     shutil.copy(parent, own_parent)
     shutil.copy(parent.with_suffix(".json"), own_parent.with_suffix(".json"))
     out = tmp_path / "run"
-    run_unlearn(own_parent, out, _opts(verify=False), forget=["dehaze"])
+    run_unlearn(own_parent, out, tiny_opts(verify=False), forget=["dehaze"])
     shutil.copy(out / "model.safetensors", own_parent)
     shutil.copy(out / "model.json", own_parent.with_suffix(".json"))
     with pytest.raises(ValueError, match="MISMATCH"):

@@ -5,27 +5,12 @@ import torch
 
 from forgetir.checkpoint import load_model, sha256_file
 from forgetir.report import write_report
-from forgetir.unlearn import UnlearnOptions, run_unlearn
+from forgetir.unlearn import run_unlearn
 
 
-def _opts(**kw):
-    base = dict(
-        steps=2,
-        batch_size=2,
-        patch_size=32,
-        test_max_side=32,
-        relearn_steps=2,
-        ain_max_steps=2,
-        verify_eval_every=1,
-        quiet=True,
-    )
-    base.update(kw)
-    return UnlearnOptions(**base)
-
-
-def test_unlearn_writes_a_complete_run(parent, tmp_path):
+def test_unlearn_writes_a_complete_run(parent, tmp_path, tiny_opts):
     out = tmp_path / "run"
-    run = run_unlearn(parent, out, _opts(), forget=["dehaze"], ut=parent, command="test")
+    run = run_unlearn(parent, out, tiny_opts(), forget=["dehaze"], ut=parent, command="test")
     for name in ("run.json", "model.safetensors", "model.json", "quality.json", "verify.json"):
         assert (out / name).is_file(), name
     assert run["forget_tasks"] == ["dehaze"]
@@ -48,9 +33,9 @@ def test_unlearn_writes_a_complete_run(parent, tmp_path):
     assert "accurate-forgetting" in paths["html"].read_text()
 
 
-def test_retain_budget_rolls_back(parent, tmp_path):
+def test_retain_budget_rolls_back(parent, tmp_path, tiny_opts):
     # A budget of -1 dB can never be met: the guard must restore the starting weights.
-    opts = _opts(retain_budget=-1.0, guard_every=1, verify=False, grids=False)
+    opts = tiny_opts(retain_budget=-1.0, guard_every=1, verify=False, grids=False)
     run = run_unlearn(parent, tmp_path / "r", opts, forget=["dehaze"])
     assert run["stopped_early"].startswith("retain budget")
     model = load_model(tmp_path / "r" / "model.safetensors")
@@ -59,10 +44,10 @@ def test_retain_budget_rolls_back(parent, tmp_path):
         assert torch.equal(a, b)
 
 
-def test_unlearn_errors(parent, tmp_path):
+def test_unlearn_errors(parent, tmp_path, tiny_opts):
     with pytest.raises(KeyError, match="accurate-forgetting"):
-        run_unlearn(parent, tmp_path / "a", _opts(method="nope"), forget=["dehaze"])
+        run_unlearn(parent, tmp_path / "a", tiny_opts(method="nope"), forget=["dehaze"])
     with pytest.raises(ValueError, match="--forget"):
-        run_unlearn(parent, tmp_path / "b", _opts())
+        run_unlearn(parent, tmp_path / "b", tiny_opts())
     with pytest.raises(ValueError, match="dehaze"):
-        run_unlearn(parent, tmp_path / "c", _opts(), forget=["fog"])
+        run_unlearn(parent, tmp_path / "c", tiny_opts(), forget=["fog"])
