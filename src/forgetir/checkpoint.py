@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from forgetir.atomic import fsync_file, temp_path
 from forgetir.models.registry import create_model, list_models
 
 FORMAT = "forgetir-checkpoint"
@@ -251,24 +251,6 @@ def _tensors_to_save(model: nn.Module, dtype: torch.dtype | None) -> dict[str, t
     return tensors
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _temp_path(target: Path) -> Path:
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    # mkstemp creates 0600; a checkpoint gets the mode a plain open() would give it.
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(name, 0o666 & ~mask)
-    return Path(name)
-
-
 def save_model(
     model: nn.Module,
     path: str | Path,
@@ -341,11 +323,11 @@ def save_model(
     tmp_weights = tmp_sidecar = None
     done = False
     try:
-        tmp_weights = _temp_path(weights)
+        tmp_weights = temp_path(weights)
         safetensors.torch.save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
-        _fsync(tmp_weights)
+        fsync_file(tmp_weights)
         record["sha256"] = sha256_file(tmp_weights)
-        tmp_sidecar = _temp_path(sidecar)
+        tmp_sidecar = temp_path(sidecar)
         with open(tmp_sidecar, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=2)
             f.write("\n")

@@ -13,8 +13,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from forgetir.atomic import atomic_write
 
 PRESET_DIR = Path(__file__).parent / "configs"
 ALL_TASKS = ["dehaze", "derain", "denoise_15", "denoise_25", "denoise_50"]
@@ -255,16 +255,4 @@ def load_config(
 
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write the resolved configuration as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
-        mask = os.umask(0)  # mkstemp made it 0600; give it the mode open() would
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -61,7 +61,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -74,6 +73,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from forgetir.atomic import atomic_path, atomic_write
 from forgetir.config import ConfigError, OptimConfig, TrainConfig
 
 WEIGHTS_NAME = "model.safetensors"
@@ -308,28 +308,6 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------------------ small helpers
 
 
-def default_file_mode(path: str | Path) -> None:
-    """Give a temporary file (created 0600 by mkstemp) the mode a plain ``open`` would."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        default_file_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _to_device(obj: Any, device: torch.device, channels_last: bool) -> Any:
     if isinstance(obj, torch.Tensor):
         t = obj.to(device, non_blocking=True)
@@ -409,13 +387,7 @@ class CsvLog:
         writer = csv.DictWriter(buf, self.fields(), restval="")
         writer.writeheader()
         writer.writerows(self.rows)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(buf.getvalue())
-        default_file_mode(tmp)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, buf.getvalue())
 
     def write(self, values: Mapping[str, float | int]) -> None:
         row = {k: (str(v) if isinstance(v, int) else f"{v:.6g}") for k, v in values.items()}
@@ -702,7 +674,8 @@ class Engine:
                 "rng": rngs,
             }
             nxt = self.out_dir / RESUME_NEXT_NAME
-            _atomic_torch_save(state, nxt)
+            with atomic_path(nxt) as tmp:
+                torch.save(state, tmp)
             path = save_model(self.raw, self.out_dir / WEIGHTS_NAME, **{**self.meta, "step": step})
             os.replace(nxt, self.out_dir / RESUME_NAME)
         self.barrier()

@@ -6,6 +6,7 @@ import hashlib
 import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,7 +66,7 @@ def test_write_is_atomic_and_leaves_no_temp(tmp_path, monkeypatch):
     before = p.read_bytes()
 
     def boom(self, fp, format=None, **kw):  # noqa: A002 - Pillow's signature
-        fp.write(b"partial")
+        Path(fp).write_bytes(b"partial")  # written to the temporary file, never to p
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", boom)

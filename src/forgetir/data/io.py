@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile
 
+from forgetir.atomic import atomic_path
 from forgetir.checkpoint import sha256_file
 
 __all__ = [
@@ -216,14 +216,5 @@ def write_image(path: str | os.PathLike[str], tensor: torch.Tensor) -> None:
             f"use one of: {', '.join(IMAGE_EXTENSIONS)}"
         )
     img = Image.fromarray(_to_uint8(tensor))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        img.save(tmp, format=fmt)

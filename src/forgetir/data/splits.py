@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from forgetir.atomic import atomic_write
 from forgetir.config import ConfigError, DataConfig, from_dict
 from forgetir.data.folders import PairedImages, _listing
 from forgetir.data.io import sha256_file
@@ -371,17 +371,7 @@ def save_manifest(manifest: dict[str, Any], path: str | os.PathLike[str]) -> Pat
     path = Path(path)
     _validate(manifest, "manifest to save")
     text = json.dumps(manifest, indent=1, sort_keys=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
     return path
 
 
