@@ -37,6 +37,17 @@ def ship(name: str, run_dir: Path) -> Path:
     out = WEIGHTS_DIR / f"{name}.safetensors"
     extra = {k: meta[k] for k in KEEP if k in meta}
     extra["train_pool"] = {**meta["train_pool"], "file": pool_dst.name}
+    split = (meta.get("config") or {}).get("data", {}).get("split")
+    if split:
+        # A UT of a class or instance split: ship the manifest it was trained on (its retain
+        # part) so that the split being forgotten is provably the one it left out.
+        split_dst = WEIGHTS_DIR / f"{name}.split.json"
+        shutil.copyfile(split, split_dst)
+        extra["train_split"] = {
+            "file": split_dst.name,
+            "sha256": sha256_file(split_dst),
+            "part": meta["config"]["data"]["part"],
+        }
     extra["converted_from"] = {"weights": src.name, "sha256": meta["sha256"], "dtype": "float32"}
     extra["metrics_fp32"] = meta["metrics"]
     save_model(

@@ -96,6 +96,9 @@ def test_grid_has_every_required_cell(tmp_path):
     inst = cells["instances/accurate-forgetting-16"]
     assert inst.split == "instances" and plan.splits["instances"].by == "instances"
     assert inst.options["verify"]
+    # The shipped UT of the deletion request, and the very split it was trained without.
+    assert plan.models[inst.ut] == "shipped:ut-instances"
+    assert plan.splits["instances"].manifest.endswith("ut-instances.split.json")
     ut = cells["class/ut-inpaint-no-stripes"]
     assert ut.kind == "train" and ut.train_split == "class-stripes"
     assert "data.tasks=[inpaint_4]" in ut.overrides
@@ -120,6 +123,12 @@ def test_retrain_trains_before_and_the_uts_first(tmp_path):
         "train/ut-denoise",
     ]
     assert plan.cell("train/ut-derain").exclude == ["derain"]
+    assert plan.cell("train/ut-instances").train_split == "instances"
+    assert plan.cell("instances/accurate-forgetting-16").needs == [
+        "train/before",
+        "train/ut-instances",
+    ]
+    assert plan.splits["instances"].manifest is None  # made from the data, as the UT's
     assert plan.cell("main/derain-collapse").needs == ["train/before", "train/ut-derain"]
     assert plan.model_path("before") == str(tmp_path / "train" / "before" / "model.safetensors")
     check_inputs(plan, plan.cells)  # every model is made by a cell: nothing to check
@@ -130,6 +139,8 @@ def test_paper_scale_without_data_or_checkpoints_fails_clearly(tmp_path):
     assert plan.cell("main/dehaze-collapse").epochs == 2.0
     assert plan.cell("main/dehaze-collapse").options["test_set"] == "promptir"
     assert not [c for c in plan.cells if c.name.startswith("class/")]
+    assert plan.cell("instances/accurate-forgetting-16").ut is None
+    assert any("--ut instances=PATH" in n for n in plan.notes)
     with pytest.raises(ReproduceError) as e:
         run_plan(plan, runner=_never)
     msg = str(e.value)
@@ -148,7 +159,7 @@ def test_paper_scale_without_data_or_checkpoints_fails_clearly(tmp_path):
     msg = str(e.value)
     assert "PromptIR data root not found" in msg and "checkpoint not found: x.ckpt" in msg
     assert "--ut derain=PATH" in msg and "--ut dehaze" in msg
-    with pytest.raises(ReproduceError, match="TYPE one of dehaze, derain, denoise"):
+    with pytest.raises(ReproduceError, match="KIND one of dehaze, derain, denoise, instances"):
         reproduce_command(parser.parse_args(["--ut", "haze=a.ckpt"]))
 
 
@@ -238,3 +249,13 @@ def test_class_cells_train_the_ut_without_the_class(tmp_path, tiny_before):
     rows = summary["tables"]["class"]["rows"]
     assert set(rows["UT (no stripes)"]) == {"forget", "retain"}
     assert "encoder-noise: forget class stripes" in rows
+
+
+def test_instance_cell_compares_with_its_ut(tmp_path, tiny_before):
+    plan = _tiny(tmp_path / "out", tiny_before, ut={"instances": str(tiny_before)}, relearn_steps=1)
+    run_plan(plan, ["instances/*"], log=lambda s: None)
+    cell = plan.cell_dir("instances/accurate-forgetting-16")
+    verify = json.loads((cell / "verify.json").read_text())
+    assert set(verify["membership"]["models"]) == {"BEFORE", "unlearned", "UT"}
+    assert verify["output_gap"]["value"] is not None
+    assert "UT" in json.loads((cell / "quality.json").read_text())["rows"]

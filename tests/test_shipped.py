@@ -1,13 +1,14 @@
 """The models shipped inside the package (the embedded default)."""
 
+import json
 import shlex
 from pathlib import Path
 
 import pytest
 
-from forgetir.checkpoint import load_model, read_sidecar
+from forgetir.checkpoint import load_model, read_sidecar, sha256_file
 from forgetir.cli import main
-from forgetir.shipped import SHIPPED, WEIGHTS_DIR, resolve_checkpoint, ut_name_for
+from forgetir.shipped import SHIPPED, WEIGHTS_DIR, resolve_checkpoint, shipped_split, ut_name_for
 
 AVAILABLE = [n for n in SHIPPED if (WEIGHTS_DIR / f"{n}.safetensors").is_file()]
 
@@ -34,6 +35,22 @@ def test_shipped_model_loads_with_its_training_record(name):
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
+def test_instance_ut_never_saw_the_forgotten_images():
+    meta = read_sidecar(resolve_checkpoint("shipped:ut-instances"))
+    split = shipped_split("ut-instances")
+    assert meta["train_split"]["sha256"] == sha256_file(split)
+    manifest = json.loads(split.read_text())
+    forgotten = {e["id"] for e in manifest["forget"]["entries"]}
+    trained = json.loads((WEIGHTS_DIR / meta["train_pool"]["file"]).read_text())
+    trained_ids = {e["id"] for e in trained["clean"]["entries"]}
+    before = json.loads((WEIGHTS_DIR / "before.pool.json").read_text())
+    before_ids = {e["id"] for e in before["clean"]["entries"]}
+    assert len(forgotten) == 16 and forgotten <= before_ids
+    assert not forgotten & trained_ids
+    assert trained_ids == before_ids - forgotten
+    assert shipped_split("before") is None
+
+
 def test_resolve_errors_list_the_shipped_names():
     with pytest.raises(ValueError, match="shipped:before"):
         resolve_checkpoint("shipped:nope")
@@ -50,6 +67,10 @@ def test_recorded_command_reruns(name, tmp_path):
     argv = shlex.split(read_sidecar(resolve_checkpoint(f"shipped:{name}"))["command"])[1:]
     i = argv.index("--out")
     argv[i + 1] = str(tmp_path / "run")
-    argv += ["train.steps=3", "data.pool_size=8", "data.test_max_side=64", "--quiet"]
+    # A UT of a split names the manifest it was trained on; it ships beside the weights.
+    argv = [f"data.split={shipped_split(name)}" if a.startswith("data.split=") else a for a in argv]
+    argv += ["train.steps=3", "data.test_max_side=64", "--quiet"]
+    if not shipped_split(name):  # a split fixes its pool: only an unsplit one may shrink
+        argv.append("data.pool_size=8")
     assert main(argv) == 0
     assert read_sidecar(tmp_path / "run" / "model.safetensors")["arch"] == "promptir-tiny"

@@ -64,6 +64,8 @@ ABLATIONS = {
     "neither": ("without both", {"use_adv": False, "use_instance": False}),
 }
 N_INSTANCES = 16
+# --ut KIND=PATH: a forget type, or "instances" (retrained without the instance split's images).
+UT_KINDS = (*FORGET_TYPES, "instances")
 FORGET_CLASS = "stripes"
 INPAINT_TASK = "inpaint_4"
 INPAINT_CLASSES = ("disks", "squares", "stripes")
@@ -117,6 +119,7 @@ class SplitSpec:
     by: str  # degradation | class | instances
     forget: list[str]  # tasks or classes; instances: chosen from the data at build time
     data: str  # "before" (the BEFORE's training data) or "inpaint" (the class cells' data)
+    manifest: str | None = None  # use this manifest (the one a shipped UT was trained on)
 
 
 @dataclass
@@ -357,13 +360,38 @@ def build_plan(opts: ReproduceOptions) -> Plan:
         )
 
     splits["instances"] = SplitSpec("instances", "instances", [], "before")
+    if opts.retrain:
+        cells.append(
+            Cell(
+                "train/ut-instances",
+                "setup",
+                f"UT (without the {N_INSTANCES} images)",
+                "train",
+                preset=preset,
+                overrides=[*root_override, *opts.train_overrides],
+                train_split="instances",
+            )
+        )
+        models["ut-instances"] = "cell:train/ut-instances"
+    elif opts.ut.get("instances") or not paper:
+        models["ut-instances"] = opts.ut.get("instances") or "shipped:ut-instances"
+        if not opts.ut.get("instances"):
+            from forgetir.shipped import shipped_split
+
+            # The shipped UT left out exactly these images: forget the same ones.
+            splits["instances"].manifest = str(shipped_split("ut-instances"))
+    else:
+        notes.append(
+            "the instance cell has no UT at paper scale unless --retrain or --ut instances=PATH "
+            "(a model retrained without the split's forget images)"
+        )
     unlearn(
         f"instances/{MAIN_METHOD}-{N_INSTANCES}",
         "instances",
         f"{MAIN_METHOD}: forget {N_INSTANCES} training images",
         None,
         split="instances",
-        ut=None,
+        ut="ut-instances" if "ut-instances" in models else None,
         options={"verify": True, "grids": True},
     )
 
@@ -491,7 +519,10 @@ def check_inputs(plan: Plan, cells: Sequence[Cell]) -> None:
 
 
 def _model_words(ref: str) -> str:
-    return "BEFORE model" if ref == "before" else f"UT model retrained without {ref[3:]}"
+    if ref == "before":
+        return "BEFORE model"
+    what = "the instance split's images" if ref == "ut-instances" else ref[3:]
+    return f"UT model retrained without {what}"
 
 
 # ------------------------------------------------------------------------------ running
@@ -572,6 +603,12 @@ def ensure_split(plan: Plan, name: str) -> Path:
     if path.is_file():
         return path
     spec = plan.splits[name]
+    if spec.manifest:
+        from forgetir.data.splits import load_manifest
+
+        load_manifest(spec.manifest, verify=True)  # every file's hash re-checked
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return save_manifest(json.loads(Path(spec.manifest).read_text()), path)
     data = _split_data(plan, spec)
     forget = _spread_ids(data, N_INSTANCES) if spec.by == "instances" else spec.forget
     manifest = make_split(data, spec.by, forget, seed=plan.options.seed)
@@ -968,7 +1005,7 @@ def _table_rows(plan: Plan, table: str, recs: dict[str, dict[str, Any]]) -> dict
         rows["degraded input"], rows["BEFORE"] = q.get("input"), q.get("BEFORE")
     for c in members:
         ut = recs[c.name]["quality"].get("UT")
-        what = c.forget_type or (FORGET_CLASS if table == "class" else None)
+        what = c.forget_type or {"class": FORGET_CLASS, "instances": "forget images"}.get(table)
         if ut and what and f"UT (no {what})" not in rows:
             rows[f"UT (no {what})"] = ut
     for c in members:
@@ -1246,7 +1283,8 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="TYPE=PATH",
-        help="UT model retrained without TYPE (dehaze, derain, denoise); repeatable",
+        help="UT model retrained without KIND (dehaze, derain, denoise, or instances: without "
+        "the instance cell's images); repeatable",
     )
     parser.add_argument("--root", help="PromptIR data folder (paper scale)")
     parser.add_argument("--steps", type=int, help="unlearning steps (cpu 60; paper: 2 epochs)")
@@ -1271,9 +1309,9 @@ def parse_ut(items: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         key, sep, path = item.partition("=")
-        if not sep or key not in FORGET_TYPES or not path:
+        if not sep or key not in UT_KINDS or not path:
             raise ReproduceError(
-                f"--ut {item!r}: expected TYPE=PATH with TYPE one of {', '.join(FORGET_TYPES)}"
+                f"--ut {item!r}: expected KIND=PATH with KIND one of {', '.join(UT_KINDS)}"
             )
         out[key] = path
     return out

@@ -2,8 +2,10 @@
 
 ``shipped:before`` is ``promptir-tiny`` trained by ``forgetir train --config cpu`` on all five
 tasks; ``shipped:ut-dehaze`` / ``ut-derain`` / ``ut-denoise`` are the same recipe with that task
-left out (the UT reference models). Each has a JSON sidecar with the exact command, seed, steps,
-wall time and metrics.
+left out (the UT reference models); ``shipped:ut-instances`` is the same recipe on the retain part
+of a deletion request of 16 training images, whose split manifest ships beside it
+(:func:`shipped_split`). Each has a JSON sidecar with the exact command, seed, steps, wall time
+and metrics.
 
 Example:
     >>> resolve_checkpoint("shipped:before").name
@@ -15,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-SHIPPED = ("before", "ut-dehaze", "ut-derain", "ut-denoise")
+SHIPPED = ("before", "ut-dehaze", "ut-derain", "ut-denoise", "ut-instances")
 PREFIX = "shipped:"
 
 
@@ -47,3 +49,15 @@ def resolve_checkpoint(spec: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"shipped model {text!r} is missing from the package ({path})")
     return path
+
+
+def shipped_split(name: str) -> Path | None:
+    """The split manifest a shipped UT model was trained on (its retain part), if any.
+
+    Example:
+        >>> shipped_split("ut-instances").name
+        'ut-instances.split.json'
+    """
+    resolve_checkpoint(PREFIX + name)  # unknown names fail with the valid ones listed
+    path = WEIGHTS_DIR / f"{name}.split.json"
+    return path if path.is_file() else None
