@@ -20,6 +20,7 @@ from torch import nn
 from forgetir import report, verify
 from forgetir.data.testsets import TestSet
 from forgetir.evaluate import write_results
+from forgetir.figures import write_model_grid
 
 TASKS = ("dehaze", "derain", "denoise_15", "denoise_25", "denoise_50")
 EVIL = '<script>alert("x")</script> & <b>'
@@ -147,7 +148,7 @@ def make_run_dir(root: Path, method: str = "accurate-forgetting", sweeps: bool =
         ]
         (run / "sweeps.json").write_text(json.dumps(sw))
     grid_models = {"BEFORE": before, "unlearned": unlearned, "UT": ut_model}
-    report.write_model_grid(run / "grids" / "photo0.png", grid_models, sets, ["dehaze"])
+    write_model_grid(run / "grids" / "photo0.png", grid_models, sets, ["dehaze"])
     return run
 
 
@@ -270,15 +271,6 @@ def test_bad_run_json(tmp_path):
     (run / "run.json").write_text(json.dumps({"method": "x"}))
     with pytest.raises(ValueError, match="parent"):
         report.write_report(run)
-
-
-def test_write_image_grid_checks_shapes(tmp_path):
-    with pytest.raises(ValueError, match="2 images for 3 columns"):
-        report.write_image_grid(tmp_path / "g.png", [("a", [torch.rand(3, 4, 4)] * 2)], "xyz")
-    with pytest.raises(ValueError, match="batch"):
-        report.write_image_grid(tmp_path / "g.png", [("a", [torch.rand(2, 3, 4, 4)])], ["x"])
-    p = report.write_image_grid(tmp_path / "g.png", [("a", [torch.rand(4, 4), None])], ["x", "y"])
-    assert p.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_command(built, capsys):

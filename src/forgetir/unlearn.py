@@ -402,7 +402,7 @@ def run_unlearn(
         run["verify"] = VERIFY_JSON
     _atomic_json(out / "run.json", run)
     if opts.grids:
-        from forgetir.report import write_model_grid
+        from forgetir.figures import write_model_grid
 
         models = {"BEFORE": before, "unlearned": model}
         if ut_model is not None:
