@@ -343,17 +343,9 @@ def _scalars(logs: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _flat_floats(logs: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in logs.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flat_floats(value, f"{name}/"))
-        elif isinstance(value, torch.Tensor) and value.numel() == 1:
-            out[name] = float(value.detach().float().item())
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            out[name] = float(value)
-    return out
+def _flat_floats(logs: Mapping[str, Any]) -> dict[str, float]:
+    """:func:`_scalars` as Python floats (one device sync per value: for logged steps only)."""
+    return {k: float(v) for k, v in _scalars(logs).items()}
 
 
 class CsvLog:
