@@ -51,3 +51,28 @@ def test_unlearn_errors(parent, tmp_path, tiny_opts):
         run_unlearn(parent, tmp_path / "b", tiny_opts())
     with pytest.raises(ValueError, match="dehaze"):
         run_unlearn(parent, tmp_path / "c", tiny_opts(), forget=["fog"])
+
+
+def test_split_test_sets_hold_each_part_and_task():
+    from forgetir.config import DataConfig
+    from forgetir.data.splits import build_split_datasets, make_split
+    from forgetir.unlearn import _split_test_sets, split_set_names
+
+    data = DataConfig(
+        tasks=["inpaint_4", "denoise_25"],
+        content_classes=["disks", "stripes"],
+        pool_size=8,
+        image_size=32,
+        patch_size=32,
+    )
+    ds = build_split_datasets(make_split(data, "class", ["stripes"]), 32)
+    sets = _split_test_sets(ds, n=6)
+    assert split_set_names(sets) == (
+        ["forget:inpaint_4", "forget:denoise_25"],
+        ["retain:inpaint_4", "retain:denoise_25"],
+    )
+    assert all(len(s) == 3 for s in sets.values())
+    assert "(denoise_25)" in sets["forget:denoise_25"].source
+    # The inpainting set is masked (a flat box), the denoising one noisy everywhere.
+    x, y = sets["forget:inpaint_4"].degraded[0], sets["forget:inpaint_4"].clean[0]
+    assert (x == 0.5).float().mean() > 0.2 and (x != y).float().mean() < 0.5

@@ -228,23 +228,36 @@ def evaluation_sets(
     return build_test_sets(opts.test_set, ALL_TASKS, opts.test_max_side, root)
 
 
-def _split_test_sets(datasets: dict[str, Any], n: int = 8) -> dict[str, Any]:
+def _split_test_sets(datasets: dict[str, Any], n: int = 16) -> dict[str, Any]:
     """For class/instance splits: forget-test = the forgotten images, retain-test = retained
-    images (fixed patches of each), one set per part."""
+    images (about ``n`` fixed patches of each, at least 3 per task), one set per part, or per
+    part and task (``"forget:denoise_25"``) when the data has several tasks."""
     from forgetir.data.testsets import TestSet
 
     sets = {}
     for part in ("forget", "retain"):
         ds = datasets[part]
-        items = [ds[i] for i in range(min(n, len(ds.source) * max(1, len(ds.tasks))))]
-        sets[part] = TestSet(
-            part,
-            f"{len(items)} {part}-set training patches of the split",
-            [str(it["image"]) for it in items],
-            [it["degraded"][None] for it in items],
-            [it["clean"][None] for it in items],
-        )
+        tasks = list(ds.tasks)
+        per_task = max(3, -(-n // len(tasks)))
+        for k, task in enumerate(tasks):
+            # Item i has task tasks[i % T]: items k, k+T, ... are this task's.
+            idx = range(k, min(len(ds), k + per_task * len(tasks)), len(tasks))
+            items = [ds[i] for i in idx]
+            name = part if len(tasks) == 1 else f"{part}:{task}"
+            sets[name] = TestSet(
+                name,
+                f"{len(items)} {part}-set training patches of the split ({task})",
+                [str(it["image"]) for it in items],
+                [it["degraded"][None] for it in items],
+                [it["clean"][None] for it in items],
+            )
     return sets
+
+
+def split_set_names(test_sets: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The forget-test and retain-test set names of :func:`_split_test_sets`."""
+    forget = [k for k in test_sets if k.split(":")[0] == "forget"]
+    return forget, [k for k in test_sets if k.split(":")[0] == "retain"]
 
 
 def run_unlearn(
@@ -371,8 +384,8 @@ def run_unlearn(
             "retain": manifest["retain"].get("tasks") or manifest["retain"].get("entries"),
             "manifest": {"path": str(split_path), "sha256": manifest_sha256(split_path)},
         },
-        "forget_tasks": forget_tasks or ["forget"],
-        "retain_tasks": retain_tasks or ["retain"],
+        "forget_tasks": forget_tasks or split_set_names(test_sets)[0],
+        "retain_tasks": retain_tasks or split_set_names(test_sets)[1],
         "steps": result.step,
         "wall_time_s": round(wall, 2),
         "stopped_early": stopped,
