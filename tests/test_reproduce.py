@@ -99,16 +99,19 @@ def test_grid_has_every_required_cell(tmp_path):
     # The shipped UT of the deletion request, and the very split it was trained without.
     assert plan.models[inst.ut] == "shipped:ut-instances"
     assert plan.splits["instances"].manifest.endswith("ut-instances.split.json")
-    ut = cells["class/ut-inpaint-no-stripes"]
-    assert ut.kind == "train" and ut.train_split == "class-stripes"
-    assert "data.tasks=[inpaint_4]" in ut.overrides
     en = cells["class/encoder-noise-stripes"]
-    assert en.options["method"] == "encoder-noise"
-    assert en.needs == ["class/before-inpaint", "class/ut-inpaint-no-stripes"]
+    assert en.options["method"] == "encoder-noise" and en.needs == []
+    assert plan.models[en.parent] == "shipped:inpaint-before"
+    assert plan.models[en.ut] == "shipped:inpaint-ut-stripes"
+    assert plan.splits["class-stripes"].manifest.endswith("inpaint-ut-stripes.split.json")
     listing = format_grid(plan)
     assert all(name in listing for name in cells)
     # --only adds what the selection needs; an unknown pattern lists the cells.
-    chosen = [c.name for c in select_cells(plan, ["class/encoder-*"])]
+    retrain = build_plan(ReproduceOptions(out=str(tmp_path), retrain=True))
+    ut = retrain.cell("class/ut-inpaint-no-stripes")
+    assert ut.kind == "train" and ut.train_split == "class-stripes"
+    assert "data.tasks=[inpaint_4,denoise_25]" in ut.overrides
+    chosen = [c.name for c in select_cells(retrain, ["class/encoder-*"])]
     assert chosen == ["class/before-inpaint", "class/ut-inpaint-no-stripes", en.name]
     with pytest.raises(ReproduceError, match="matches no cell; cells: main/dehaze-collapse"):
         select_cells(plan, ["nope/*"])
@@ -237,7 +240,7 @@ def test_list_prints_the_cells_and_runs_nothing(tmp_path, capsys):
 
 
 def test_class_cells_train_the_ut_without_the_class(tmp_path, tiny_before):
-    plan = _tiny(tmp_path / "out", tiny_before)
+    plan = _tiny(tmp_path / "out", tiny_before, retrain=True)
     summary = run_plan(plan, ["class/encoder-noise-stripes"], log=lambda s: None)
     pool = json.loads(
         (plan.cell_dir("class/ut-inpaint-no-stripes") / "train_pool.json").read_text()
@@ -247,7 +250,8 @@ def test_class_cells_train_the_ut_without_the_class(tmp_path, tiny_before):
     full = json.loads((plan.cell_dir("class/before-inpaint") / "train_pool.json").read_text())
     assert {e["class"] for e in full["clean"]["entries"]} == {"disks", "squares", "stripes"}
     rows = summary["tables"]["class"]["rows"]
-    assert set(rows["UT (no stripes)"]) == {"forget", "retain"}
+    parts = {f"{p}:{t}" for p in ("forget", "retain") for t in ("inpaint_4", "denoise_25")}
+    assert set(rows["UT (no stripes)"]) == parts
     assert "encoder-noise: forget class stripes" in rows
 
 

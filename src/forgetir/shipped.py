@@ -4,8 +4,10 @@
 tasks; ``shipped:ut-dehaze`` / ``ut-derain`` / ``ut-denoise`` are the same recipe with that task
 left out (the UT reference models); ``shipped:ut-instances`` is the same recipe on the retain part
 of a deletion request of 16 training images, whose split manifest ships beside it
-(:func:`shipped_split`). Each has a JSON sidecar with the exact command, seed, steps, wall time
-and metrics.
+(:func:`shipped_split`). ``shipped:inpaint-before`` is an inpainting promptir-tiny trained on
+dead leaves of three content classes and ``shipped:inpaint-ut-stripes`` its retrain without the
+``stripes`` class (the content-class setting of ``forgetir reproduce``). Each has a JSON
+sidecar with the exact command, seed, steps, wall time and metrics.
 
 Example:
     >>> resolve_checkpoint("shipped:before").name
@@ -17,7 +19,15 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-SHIPPED = ("before", "ut-dehaze", "ut-derain", "ut-denoise", "ut-instances")
+SHIPPED = (
+    "before",
+    "ut-dehaze",
+    "ut-derain",
+    "ut-denoise",
+    "ut-instances",
+    "inpaint-before",
+    "inpaint-ut-stripes",
+)
 PREFIX = "shipped:"
 
 
@@ -58,6 +68,7 @@ def shipped_split(name: str) -> Path | None:
         >>> shipped_split("ut-instances").name
         'ut-instances.split.json'
     """
-    resolve_checkpoint(PREFIX + name)  # unknown names fail with the valid ones listed
+    if name not in SHIPPED:
+        raise ValueError(f"unknown shipped model {name!r}; valid: {', '.join(SHIPPED)}")
     path = WEIGHTS_DIR / f"{name}.split.json"
     return path if path.is_file() else None

@@ -1,0 +1,173 @@
+"""``forgetir reproduce``: the seed paper's whole experiment grid in one command.
+
+The grid (``--list`` prints it; every cell is a run folder ``<out>/<cell>/``):
+
+- ``main/<t>-collapse`` and ``main/<t>-retrain-like`` for t in dehaze, derain, denoise: the paper's
+  method (``accurate-forgetting``, published defaults) with both forget targets, verified
+  (gaps, output gap, relearning, anamnesis index, cost): the paper's Tables 2/3;
+- ``control/<t>-finetune``: continued training on the retain data for the same number of steps;
+- ``ablation/<t>-no-adv``, ``-no-instance``, ``-neither``: Table 4;
+- ``sweep/<t>-lr-*``, ``-batch-*``, ``-wadv-*``: Fig. 3 / Table 5 (lr 1e-4, 1.5e-4, 2e-4; batch
+  12, 16, 20 with the steps scaled so that every run sees the same number of samples, as the
+  paper's fixed 2 epochs do; w_adv:w_ul 0.5:1, 1:1, 1.5:1). The 2e-4 and 1:1 points are the main
+  cell itself. ``sweeps.json`` (the format :mod:`forgetir.report` reads) goes into the main
+  cell of each forget type, so ``forgetir report <out>/main/dehaze-collapse`` plots them;
+- ``methods/<name>``: every other registered method on the dehaze split, same steps;
+- ``instances/accurate-forgetting-16``: a deletion request of 16 training images (membership
+  inference in its verification);
+- ``class/*`` (cpu scale): the second seed's setting: a small inpainting BEFORE trained on three
+  dead-leaves content classes, its UT trained on the retain part of the class split
+  (``data.split``/``data.part``), and ``encoder-noise`` forgetting the class.
+
+BEFORE and the UT models are the shipped ones unless ``--retrain`` (then ``train/*`` cells train
+them with the scale's preset). A cell is done once its ``run.json`` exists: an interrupted run
+resumes at the first unfinished cell (an unfinished unlearning folder is started afresh, an
+unfinished training resumes from its checkpoint). At the end ``summary.md`` and
+``summary.json`` hold the tables in the seed paper's layout, with protocol, test set, steps,
+wall time and cost relative to BEFORE's training; ``--docs`` copies ``summary.md`` to
+``docs/reproduce.md``.
+
+Example:
+    >>> plan = build_plan(ReproduceOptions(out="/tmp/r"))
+    >>> len([c for c in plan.cells if c.name.startswith("main/")])
+    6
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+from forgetir.reproduce.grid import (
+    FORGET_TYPES,
+    SCALES,
+    UT_KINDS,
+    Cell,
+    Plan,
+    ReproduceError,
+    ReproduceOptions,
+    SplitSpec,
+    _hms,
+    build_plan,
+    format_grid,
+    select_cells,
+)
+from forgetir.reproduce.run import check_inputs, ensure_split, run_cell, run_plan
+from forgetir.reproduce.summary import build_summary, format_summary, write_summary
+
+__all__ = [
+    "FORGET_TYPES",
+    "Cell",
+    "Plan",
+    "ReproduceError",
+    "ReproduceOptions",
+    "SplitSpec",
+    "add_reproduce_arguments",
+    "build_plan",
+    "build_summary",
+    "check_inputs",
+    "ensure_split",
+    "format_grid",
+    "format_summary",
+    "reproduce_command",
+    "run_cell",
+    "run_plan",
+    "select_cells",
+    "write_summary",
+]
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``forgetir reproduce``."""
+    parser.add_argument("--scale", default="cpu", choices=SCALES)
+    parser.add_argument("--out", help="output folder (default: runs/reproduce-<scale>)")
+    parser.add_argument("--list", action="store_true", help="print the cells and exit")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="PATTERN",
+        help="run the cells matching this glob "
+        "(e.g. 'main/*'; repeatable; the cells they need are added)",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train BEFORE and the UT models instead of "
+        "using the shipped (cpu) or given (paper) ones",
+    )
+    parser.add_argument("--checkpoint", help="BEFORE model (cpu default: shipped:before)")
+    parser.add_argument("--arch", help="architecture of a published .ckpt (e.g. promptir)")
+    parser.add_argument(
+        "--ut",
+        action="append",
+        default=[],
+        metavar="TYPE=PATH",
+        help="UT model retrained without KIND (dehaze, derain, denoise, or instances: without "
+        "the instance cell's images); repeatable",
+    )
+    parser.add_argument("--root", help="PromptIR data folder (paper scale)")
+    parser.add_argument("--steps", type=int, help="unlearning steps (cpu 60; paper: 2 epochs)")
+    parser.add_argument("--batch-size", type=int, help="unlearning batch (cpu 8, paper 16)")
+    parser.add_argument("--patch-size", type=int, help="patch side (cpu 64, paper 128)")
+    parser.add_argument(
+        "--test-max-side", type=int, default=128, help="longest side of the test photos (cpu)"
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--docs",
+        nargs="?",
+        const="docs/reproduce.md",
+        default=None,
+        metavar="PATH",
+        help="also copy summary.md here (default docs/reproduce.md)",
+    )
+
+
+def parse_ut(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, path = item.partition("=")
+        if not sep or key not in UT_KINDS or not path:
+            raise ReproduceError(
+                f"--ut {item!r}: expected KIND=PATH with KIND one of {', '.join(UT_KINDS)}"
+            )
+        out[key] = path
+    return out
+
+
+def options_from_args(args: argparse.Namespace) -> ReproduceOptions:
+    return ReproduceOptions(
+        scale=args.scale,
+        out=args.out,
+        retrain=args.retrain,
+        checkpoint=args.checkpoint,
+        arch=args.arch or ("promptir" if args.scale == "paper" and args.checkpoint else None),
+        ut=parse_ut(args.ut),
+        root=args.root,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        test_max_side=args.test_max_side,
+        threads=args.threads,
+        seed=args.seed,
+    )
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    """``forgetir reproduce``: list, or run the (selected) cells and write the summary."""
+    plan = build_plan(options_from_args(args))
+    if args.list:
+        print(format_grid(plan, select_cells(plan, args.only)))
+        return 0
+    t0 = time.time()
+    run_plan(plan, args.only)
+    if args.docs:
+        write_summary(plan, docs=args.docs)
+        print(f"copied the summary to {args.docs}")
+    print(f"forgetir reproduce finished in {_hms(time.time() - t0)}")
+    return 0
