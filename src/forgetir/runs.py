@@ -81,7 +81,9 @@ def hash_check(run_dir: Path, record: Any) -> dict[str, Any] | None:
     return out
 
 
-def _checked_model(run_dir: Path, record: Mapping[str, Any], what: str, arch: str | None):
+def _checked_model(
+    run_dir: Path, record: Mapping[str, Any], what: str, arch: str | None
+) -> nn.Module:
     """Load the model of a run.json record, refusing one whose SHA-256 differs."""
     from forgetir.shipped import resolve_checkpoint
     from forgetir.unlearn import load_eval_model
@@ -90,9 +92,13 @@ def _checked_model(run_dir: Path, record: Mapping[str, Any], what: str, arch: st
     path = resolve(run_dir, spec) or resolve_checkpoint(spec)
     check = hash_check(run_dir, {"path": str(path), "sha256": record.get("sha256")})
     if check["check"] != "match":
+        fix = (
+            "pass --ut PATH to compare with another retrained model"
+            if what == "UT"
+            else "a run is verified against the very parent it was unlearned from"
+        )
         raise ValueError(
-            f"{what} checkpoint {spec} recorded in {run_dir / RUN_JSON}: {check['check']}; "
-            f"it is not the model this run was made with (pass --{what.lower()} to use another)"
+            f"{what} checkpoint {spec} recorded in {run_dir / RUN_JSON}: {check['check']}; {fix}"
         )
     return load_eval_model(path, arch)
 
