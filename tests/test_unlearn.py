@@ -76,3 +76,12 @@ def test_split_test_sets_hold_each_part_and_task():
     # The inpainting set is masked (a flat box), the denoising one noisy everywhere.
     x, y = sets["forget:inpaint_4"].degraded[0], sets["forget:inpaint_4"].clean[0]
     assert (x == 0.5).float().mean() > 0.2 and (x != y).float().mean() < 0.5
+
+
+def test_unlearn_prints_the_table_and_the_verification(parent, tmp_path, tiny_opts, capsys):
+    opts = tiny_opts(quiet=False, grids=False, relearn_steps=1, ain_max_steps=1)
+    run_unlearn(parent, tmp_path / "run", opts, forget=["dehaze"], ut=parent)
+    out = capsys.readouterr().out
+    assert "promptir protocol" in out and "| BEFORE |" in out
+    assert "output gap to UT" in out and "anamnesis index AIN" in out
+    assert f"Saved {tmp_path / 'run'}" in out

@@ -408,10 +408,11 @@ def run_unlearn(
         steps=result.step,
         wall_time=round(wall, 2),
     )
+    verified = None
     if opts.verify:
         from forgetir.runs import VERIFY_JSON, verify_model
 
-        verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, out)
+        verified = verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, out)
         run["verify"] = VERIFY_JSON
     _atomic_json(out / "run.json", run)
     if opts.grids:
@@ -424,6 +425,10 @@ def run_unlearn(
         write_model_grid(out / "grids" / "outputs.png", models, test_sets, run["forget_tasks"])
     if not opts.quiet:
         print(format_table(rows, opts.protocol, source))
+        if verified is not None:
+            from forgetir.verify import summarize
+
+            print(summarize(verified))
         note = f"; stopped early: {stopped}" if stopped else ""
         print(f"unlearned in {result.step} steps, {wall:.1f} s{note}. Saved {out}")
     return run
