@@ -186,13 +186,11 @@ def describe_test_sets(test_sets: Mapping[str, Any]) -> str:
     if len(test_sets) == 1:
         return next(iter(test_sets.values())).source
     # Synthetic sets differ only by the task named in their description: say it once.
-    generic = {ts.source.replace(task, "each task") for task, ts in test_sets.items()}
-    if len(generic) == 1:
-        return generic.pop()
     seen: list[str] = []
     for ts in test_sets.values():
-        if ts.source not in seen:
-            seen.append(ts.source)
+        generic = ts.source.replace(ts.task, "each task")
+        if generic not in seen:
+            seen.append(generic)
     return "; ".join(seen)
 
 

@@ -245,7 +245,7 @@ def _split_test_sets(datasets: dict[str, Any], n: int = 16) -> dict[str, Any]:
             items = [ds[i] for i in idx]
             name = part if len(tasks) == 1 else f"{part}:{task}"
             sets[name] = TestSet(
-                name,
+                task,
                 f"{len(items)} {part}-set training patches of the split ({task})",
                 [str(it["image"]) for it in items],
                 [it["degraded"][None] for it in items],
