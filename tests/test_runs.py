@@ -84,7 +84,7 @@ def test_verify_names_a_folder_that_is_not_a_run(tmp_path):
 def test_verify_command_prints_the_figures(run_dir, capsys):
     assert main(["verify", str(run_dir), "--relearn-steps", "1", "--ain-max-steps", "1"]) == 0
     out = capsys.readouterr().out
-    for words in ("vs UT", "output gap to UT", "relearning (1 steps", "AIN", "cost"):
+    for words in ("SHA-256 checked", "re-hashing", "vs UT", "output gap to UT", "AIN", "cost"):
         assert words in out, words
     assert "promptir protocol" in out
 

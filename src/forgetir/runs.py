@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +170,11 @@ def verify_folder(
     arch: str | None = None,
     relearn_steps: int | None = None,
     ain_max_steps: int | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
     """(Re)compute ``verify.json`` of an unlearning run folder; return the verification.
+
+    ``log`` receives a line as each stage starts (the command prints them).
 
     The unlearned model, BEFORE and UT are loaded from the records in ``run.json`` (each
     SHA-256 re-checked) and the split from its manifest (every file's hash re-checked).
@@ -196,6 +199,7 @@ def verify_folder(
         opts.relearn_steps = relearn_steps
     if ain_max_steps is not None:
         opts.ain_max_steps = ain_max_steps
+    log(f"{run_dir}: loading the unlearned model, BEFORE and UT (SHA-256 checked)")
     model = load_eval_model(run_dir / "model.safetensors")  # its own sidecar hash is checked
     before = _checked_model(run_dir, run["parent"], "BEFORE", arch)
     if ut is not None:
@@ -211,6 +215,7 @@ def verify_folder(
         raise FileNotFoundError(
             f"the split manifest {run['split']['manifest']['path']} of {run_dir} is missing"
         )
+    log(f"re-hashing the split's data ({manifest_path})")
     manifest = load_manifest(manifest_path, verify=True)
     datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed)
     test_sets = evaluation_sets(manifest, datasets, opts)
@@ -219,6 +224,10 @@ def verify_folder(
     if ut_model is not None and (ut is not None or "UT" not in rows):
         rows["UT"] = evaluate_model(ut_model, test_sets, opts.protocol)
         write_results(run_dir / QUALITY_JSON, rows, quality["protocol"], quality["test_set"])
+    log(
+        f"relearning ({opts.relearn_steps} steps), anamnesis index (up to {opts.ain_max_steps} "
+        "steps per model), output gap" + (", membership attack" if "test" in datasets else "")
+    )
     result = verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, run_dir)
     run["verify"] = VERIFY_JSON
     run["verified"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -252,6 +261,7 @@ def verify_command(args: argparse.Namespace) -> int:
         arch=args.arch,
         relearn_steps=args.relearn_steps,
         ain_max_steps=args.ain_max_steps,
+        log=lambda message: print(f"forgetir verify: {message}", flush=True),
     )
     print(summarize(result))
     print(f"wrote {Path(args.run_dir) / VERIFY_JSON}; `forgetir report {args.run_dir}` renders it")
