@@ -51,7 +51,7 @@ def demo_command(args: argparse.Namespace) -> int:
     print(
         f"forgetir demo: forgetting {args.forget} from the shipped promptir-tiny with "
         f"{args.method} (target: {args.target}); writing {out} "
-        f"({torch.get_num_threads()} torch threads)"
+        f"(torch threads: {torch.get_num_threads()})"
     )
     opts = UnlearnOptions(
         method=args.method,
