@@ -18,15 +18,7 @@ from torch import nn
 
 from forgetir.checkpoint import read_sidecar
 from forgetir.config import ConfigError, OptimConfig, TrainConfig
-from forgetir.engine import (
-    Engine,
-    NonFiniteLossError,
-    config_hash,
-    fit,
-    get_rng_state,
-    lr_at,
-    set_rng_state,
-)
+from forgetir.engine import Engine, NonFiniteLossError, config_hash, fit, lr_at
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -236,18 +228,6 @@ def test_channels_last_and_bf16_autocast_run_on_cpu():
     r = fit(make_toy(), l1_loss, batches, OptimConfig(), cfg, quiet=True,
             on_step_end=lambda s, logs: seen.append(logs["loss"]))  # fmt: skip
     assert r.step == 3 and all(math.isfinite(v) for v in seen)
-
-
-def test_rng_state_round_trip():
-    import random
-
-    import numpy as np
-
-    state = get_rng_state()
-    a = (torch.rand(3), np.random.rand(3), random.random())
-    set_rng_state(state)
-    b = (torch.rand(3), np.random.rand(3), random.random())
-    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
 
 
 def test_bad_settings_are_named():
