@@ -27,15 +27,6 @@ from forgetir.metrics import describe_protocol
 from forgetir.models import create_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # two threads on two busy cores spin-wait; one is faster and gives the same numbers
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def sets():
     # mixed sizes (the photos are 32x32 and 32x16 after shrinking): exercises the grouping

@@ -26,14 +26,6 @@ TASKS = ("dehaze", "derain", "denoise_15", "denoise_25", "denoise_50")
 EVIL = '<script>alert("x")</script> & <b>'
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -64,15 +64,6 @@ def toy_set(task: str, n: int, seed: int) -> TestSet:
     return TestSet(task, f"toy {task}", names, [x for x, _ in p], [y for _, y in p])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny tensors: intra-op threads only spin-wait on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def models() -> dict[str, nn.Module]:
     before = trained_before()

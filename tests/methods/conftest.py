@@ -39,12 +39,3 @@ def make_batch(seed: int, n: int = 2, size: int = 16, task: str = "dehaze") -> d
     clean = torch.rand(n, 3, size, size, generator=g)
     degraded = (0.6 * clean + 0.4 * torch.rand(n, 3, 1, 1, generator=g)).clamp(0, 1)
     return {"degraded": degraded, "clean": clean, "task": [task] * n}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: extra intra-op threads only add contention on a shared CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

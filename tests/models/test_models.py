@@ -27,13 +27,8 @@ PUBLISHED_PARAMS = {"promptir": 35_592_263, "adair": 28_784_824}
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # On a loaded 2-core machine every parallel region waits for a descheduled thread; the tiny
-    # shapes here gain nothing from a second one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _free_full_models():
     yield
-    torch.set_num_threads(threads)
     _model.cache_clear()  # the full models hold about 250 MB of parameters
 
 

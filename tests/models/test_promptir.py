@@ -15,16 +15,6 @@ DATA = Path(__file__).parent / "data"
 SMALL = {"num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors gain nothing from a second thread, and on a loaded 2-core machine every
-    # parallel region waits for a descheduled thread (a 19x12 forward took 1.8 s instead of 10 ms).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
 
