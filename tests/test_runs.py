@@ -99,3 +99,14 @@ def test_resolve_and_hash_check(tmp_path):
     assert hash_check(tmp_path, {"path": str(f), "sha256": "0" * 64})["check"].startswith(
         "MISMATCH"
     )
+
+
+def test_a_failed_verify_leaves_the_folder_as_it_was(parent, tmp_path, tiny_opts):
+    out = tmp_path / "no-ut"
+    run_unlearn(parent, out, tiny_opts(verify=False), forget=["dehaze"])
+    before = {n: (out / n).read_bytes() for n in ("run.json", "quality.json")}
+    # The new UT's quality row is computed first; the bad option fails later, in relearning.
+    with pytest.raises(ValueError, match="relearn steps"):
+        verify_folder(out, ut=str(parent), relearn_steps=-1)
+    assert {n: (out / n).read_bytes() for n in before} == before
+    assert not (out / "verify.json").exists()

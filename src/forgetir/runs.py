@@ -221,17 +221,21 @@ def verify_folder(
     test_sets = evaluation_sets(manifest, datasets, opts)
     quality = read_json(run_dir, QUALITY_JSON)
     rows = dict(quality["rows"])
-    if ut_model is not None and (ut is not None or "UT" not in rows):
+    new_ut_row = ut_model is not None and (ut is not None or "UT" not in rows)
+    if new_ut_row:
         rows["UT"] = evaluate_model(ut_model, test_sets, opts.protocol)
-        write_results(run_dir / QUALITY_JSON, rows, quality["protocol"], quality["test_set"])
     log(
         f"relearning ({opts.relearn_steps} steps), anamnesis index (up to {opts.ain_max_steps} "
         "steps per model), output gap" + (", membership attack" if "test" in datasets else "")
     )
     result = verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, run_dir)
+    # Only now, with verify.json written, do quality.json and run.json take the new UT: a
+    # failure above leaves the folder as it was.
+    if new_ut_row:
+        write_results(run_dir / QUALITY_JSON, rows, quality["protocol"], quality["test_set"])
     run["verify"] = VERIFY_JSON
     run["verified"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    atomic_json(run_dir / RUN_JSON, json.loads(json.dumps(run, default=str)))
+    atomic_json(run_dir / RUN_JSON, run, default=str)
     return result
 
 
