@@ -70,10 +70,6 @@ def l1_loss(batch: Mapping[str, Any], step: int, model: nn.Module) -> dict[str, 
     return {"loss": F.l1_loss(restored.float(), batch["clean"].float())}
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    atomic_json(path, data, indent=1)
-
-
 def _source_record(src: Any) -> dict[str, Any]:
     return {"describe": src.describe(), "entries": [src.entry(i) for i in range(len(src))]}
 
@@ -90,7 +86,7 @@ def write_pool_manifest(dataset: Any, path: Path, seed: int) -> dict[str, Any]:
         n += len(dataset.source)
     record["paired"] = {t: _source_record(p) for t, p in dataset.paired.items()}
     n += sum(len(p) for p in dataset.paired.values())
-    _atomic_json(path, record)
+    atomic_json(path, record, indent=1)
     return {"file": path.name, "sha256": sha256_file(path), "images": n}
 
 

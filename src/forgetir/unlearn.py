@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -71,10 +70,6 @@ class UnlearnOptions:
     verify_eval_every: int = 5
     grids: bool = True
     quiet: bool = False
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    atomic_json(path, json.loads(json.dumps(data, default=str)))
 
 
 def load_eval_model(spec: str | Path, arch: str | None = None) -> nn.Module:
@@ -359,6 +354,8 @@ def run_unlearn(
 
     # Quality: BEFORE / unlearned / UT with the degraded input as first row.
     test_sets = evaluation_sets(manifest, datasets, opts)
+    if not forget_tasks:  # class/instance split: its forget-test and retain-test sets
+        forget_tasks, retain_tasks = split_set_names(test_sets)
     source = describe_test_sets(test_sets)
     rows = {INPUT_ROW: evaluate_degraded_input(test_sets, opts.protocol)}
     rows["BEFORE"] = evaluate_model(before, test_sets, opts.protocol)
@@ -384,8 +381,8 @@ def run_unlearn(
             "retain": manifest["retain"].get("tasks") or manifest["retain"].get("entries"),
             "manifest": {"path": str(split_path), "sha256": manifest_sha256(split_path)},
         },
-        "forget_tasks": forget_tasks or split_set_names(test_sets)[0],
-        "retain_tasks": retain_tasks or split_set_names(test_sets)[1],
+        "forget_tasks": forget_tasks,
+        "retain_tasks": retain_tasks,
         "steps": result.step,
         "wall_time_s": round(wall, 2),
         "stopped_early": stopped,
@@ -414,7 +411,7 @@ def run_unlearn(
 
         verified = verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, out)
         run["verify"] = VERIFY_JSON
-    _atomic_json(out / "run.json", run)
+    atomic_json(out / "run.json", run, default=str)
     if opts.grids:
         from forgetir.figures import write_model_grid
 
