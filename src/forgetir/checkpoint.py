@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from forgetir.atomic import fsync_file, temp_path
+from forgetir.errors import InputFileError
 from forgetir.models.registry import create_model, list_models
 
 FORMAT = "forgetir-checkpoint"
@@ -75,7 +76,7 @@ RESERVED_KEYS = frozenset(
 _MAX_LISTED_KEYS = 10
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputFileError):
     """A checkpoint file cannot be written or read as asked; the message names the file."""
 
 

@@ -14,6 +14,8 @@ import importlib
 import sys
 from collections.abc import Callable
 
+from forgetir.errors import ForgetirError
+
 # name -> (module, add-arguments function, command function, help line)
 _COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "demo": (
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
             apply_threads(getattr(args, "threads", None))
         return int(command(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except (ForgetirError, ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
         # Input errors carry a message naming the bad file/option and the valid choices.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"forgetir {args.command}: error: {msg}", file=sys.stderr)

@@ -22,12 +22,13 @@ from typing import Any
 import yaml
 
 from forgetir.atomic import atomic_write
+from forgetir.errors import InvalidInputError
 
 PRESET_DIR = Path(__file__).parent / "configs"
 ALL_TASKS = ["dehaze", "derain", "denoise_15", "denoise_25", "denoise_50"]
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInputError):
     """A configuration file or override is invalid; the message names the key."""
 
 

@@ -73,6 +73,7 @@ from torch import nn
 
 from forgetir.atomic import atomic_path, atomic_write
 from forgetir.config import ConfigError, OptimConfig, TrainConfig
+from forgetir.progress import Progress
 from forgetir.runtime import (
     get_rng_state,
     init_distributed,
@@ -279,60 +280,6 @@ class CsvLog:
             return
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, self.fields(), restval="").writerow(row)
-
-
-class _Progress:
-    """A rich progress bar on a terminal; a line every ~5% of the run otherwise (unless quiet)."""
-
-    def __init__(self, total: int, start: int, enabled: bool, label: str) -> None:
-        self.total, self.enabled, self.label = total, enabled, label
-        self.bar = None
-        self.every = max(1, total // 20)
-        self.t0 = time.perf_counter()
-        self.start = start
-        if not enabled:
-            return
-        from rich.console import Console
-
-        console = Console(stderr=True)
-        if console.is_terminal:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=console,
-            )
-            self.task = self.bar.add_task(label, total=total, completed=start, info="")
-            self.bar.start()
-
-    def update(self, step: int, info: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step, info=info)
-        elif self.enabled and (step % self.every == 0 or step == self.total):
-            rate = (step - self.start) / max(1e-9, time.perf_counter() - self.t0)
-            eta = (self.total - step) / rate if rate > 0 else float("nan")
-            print(
-                f"{self.label} {step}/{self.total} {info} ({rate:.2f} steps/s, eta {eta:.0f}s)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 @dataclass
@@ -734,7 +681,7 @@ class Engine:
 
                 writer = SummaryWriter(str(out / "tb"), purge_step=start if start else None)
 
-        progress = _Progress(total, start, self.is_main and not self.quiet, self.label)
+        progress = Progress(total, start, self.is_main and not self.quiet, self.label)
         t0 = time.perf_counter()
         step = start
         sums: dict[str, float] = {}

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from forgetir.errors import InvalidInputError
 from forgetir.models import RestorationModel, create_model, list_models, model_args
 
 DATA = Path(__file__).parent / "data"
@@ -132,7 +133,7 @@ def test_create_model_unknown_name_lists_the_valid_choices() -> None:
 
 @pytest.mark.parametrize("name", TINY)
 def test_create_model_unknown_override_lists_the_valid_arguments(name: str) -> None:
-    with pytest.raises(TypeError, match=r"unknown argument\(s\) \['widht'\].*valid: .*dim"):
+    with pytest.raises(InvalidInputError, match=r"unknown argument\(s\) \['widht'\].*valid: .*dim"):
         create_model(name, widht=8)
 
 

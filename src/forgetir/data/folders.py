@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from forgetir.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image, sha256_file
+from forgetir.errors import InputFileError
 
 __all__ = [
     "FileImages",
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-class PairSizeError(ValueError):
+class PairSizeError(InputFileError):
     """The degraded and clean images of a pair have different sizes."""
 
 

@@ -41,6 +41,7 @@ from PIL import Image, ImageFile
 
 from forgetir.atomic import atomic_path
 from forgetir.checkpoint import sha256_file
+from forgetir.errors import InputFileError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -58,7 +59,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputFileError):
     """An image file is missing, empty, corrupt, truncated or of an unusable kind."""
 
 

@@ -53,6 +53,7 @@ from forgetir.data.pipeline import (
 )
 from forgetir.data.pool import CleanSource, DeadLeavesPool, SubsetSource
 from forgetir.data.testsets import TEST_SOURCES, manifest_test_entries
+from forgetir.errors import InvalidInputError
 
 __all__ = [
     "FORMAT",
@@ -76,7 +77,7 @@ _PARTS = ("forget", "retain", "test")
 _PAIRED = ("derain", "dehaze")  # tasks that may come as real pairs
 
 
-class ManifestError(ValueError):
+class ManifestError(InvalidInputError):
     """A split manifest is malformed, or a file it lists is missing or altered."""
 
 

@@ -23,9 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from forgetir.errors import UnknownNameError
+from forgetir.registry import Registry
+
 Degradation = Callable[..., tuple[Tensor, dict[str, Any]]]
 
-_FAMILIES: dict[str, Degradation] = {}
+FAMILIES: Registry[Degradation] = Registry("degradation family")
 
 # Seed paper task names, in the column order of its tables.
 TASKS: tuple[str, ...] = ("dehaze", "derain", "denoise_15", "denoise_25", "denoise_50")
@@ -47,25 +50,19 @@ def register_degradation(name: str) -> Callable[[Degradation], Degradation]:
     """Register a degradation family under ``name`` (one module per family)."""
 
     def deco(fn: Degradation) -> Degradation:
-        if name in _FAMILIES:
-            raise ValueError(f"degradation family {name!r} registered twice")
-        _FAMILIES[name] = fn
-        return fn
+        return FAMILIES.add(name, fn)
 
     return deco
 
 
 def list_degradations() -> list[str]:
     """Registered degradation families, sorted."""
-    return sorted(_FAMILIES)
+    return FAMILIES.names()
 
 
 def get_degradation(family: str) -> Degradation:
     """The function of a degradation family: ``f(clean, generator, **params)``."""
-    if family not in _FAMILIES:
-        choices = ", ".join(list_degradations())
-        raise ValueError(f"unknown degradation family {family!r}; valid choices: {choices}")
-    return _FAMILIES[family]
+    return FAMILIES.get(family)
 
 
 def list_tasks() -> list[str]:
@@ -76,7 +73,7 @@ def list_tasks() -> list[str]:
 def task_family(task: str) -> tuple[str, dict[str, Any]]:
     """``(family, fixed_params)`` of a task, e.g. ``"denoise_25" -> ("noise", {"sigma": 25})``."""
     if task not in _TASK_TABLE:
-        raise ValueError(f"unknown task {task!r}; valid choices: {', '.join(list_tasks())}")
+        raise UnknownNameError("task", task, list_tasks())
     family, params = _TASK_TABLE[task]
     return family, dict(params)
 

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from forgetir.methods.base import UnlearningMethod
+from forgetir.registry import Registry
 
-_REGISTRY: dict[str, type[UnlearningMethod]] = {}
+METHODS: Registry[type[UnlearningMethod]] = Registry("unlearning method")
 
 
 def register_method(name: str) -> Callable[[type[UnlearningMethod]], type[UnlearningMethod]]:
@@ -32,28 +33,23 @@ def register_method(name: str) -> Callable[[type[UnlearningMethod]], type[Unlear
     def deco(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
         if not (isinstance(cls, type) and issubclass(cls, UnlearningMethod)):
             raise TypeError(f"{cls!r} is not an UnlearningMethod subclass")
-        if name in _REGISTRY:
-            raise ValueError(f"method name {name!r} registered twice")
         if cls.name != name:
             raise ValueError(f"{cls.__name__}.name is {cls.name!r}; it must equal {name!r}")
         if not cls.summary:
             raise ValueError(f"{cls.__name__} needs a one-line summary")
-        _REGISTRY[name] = cls
-        return cls
+        return METHODS.add(name, cls)
 
     return deco
 
 
 def list_methods() -> list[str]:
     """Registered method names, sorted."""
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def get_method(name: str) -> type[UnlearningMethod]:
-    """The class registered as ``name``; an unknown name raises KeyError listing valid ones."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown unlearning method {name!r}; valid: {', '.join(list_methods())}")
-    return _REGISTRY[name]
+    """The class registered as ``name``; an unknown name raises UnknownNameError listing all."""
+    return METHODS.get(name)
 
 
 def create_method(

@@ -16,6 +16,9 @@ from typing import Any
 
 from torch import nn
 
+from forgetir.errors import InvalidInputError
+from forgetir.registry import Registry
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -25,7 +28,7 @@ class ModelEntry:
     description: str = ""
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(
@@ -37,9 +40,7 @@ def register_model(
     """
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model name {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, cls, dict(defaults or {}), description)
+        MODELS.add(name, ModelEntry(name, cls, dict(defaults or {}), description))
         return cls
 
     return deco
@@ -47,13 +48,11 @@ def register_model(
 
 def list_models() -> list[str]:
     """Registered model names, sorted."""
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def get_entry(name: str) -> ModelEntry:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; valid choices: {', '.join(list_models())}")
-    return _REGISTRY[name]
+    return MODELS.get(name)
 
 
 def model_args(name: str, **overrides: Any) -> dict[str, Any]:
@@ -63,7 +62,7 @@ def model_args(name: str, **overrides: Any) -> dict[str, Any]:
     valid = [p for p in params if p != "self"]
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
-        raise TypeError(
+        raise InvalidInputError(
             f"unknown argument(s) {unknown} for model {name!r}; valid: {', '.join(valid)}"
         )
     args = {p: params[p].default for p in valid if params[p].default is not inspect.Parameter.empty}

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forgetir.errors import InvalidInputError
+
 SCALES = ("cpu", "paper")
 FORGET_TYPES = ("dehaze", "derain", "denoise")
 MAIN_METHOD = "accurate-forgetting"
@@ -45,7 +47,7 @@ SUMMARY_MD, SUMMARY_JSON = "summary.md", "summary.json"
 _VERIFY_UNITS, _TRAIN_UNITS_PER_SAMPLE = 2.0, 0.5 / (CPU_STEPS * CPU_BATCH)
 
 
-class ReproduceError(ValueError):
+class ReproduceError(InvalidInputError):
     """The inputs of ``forgetir reproduce`` are missing or invalid; the message says which."""
 
 
