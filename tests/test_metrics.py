@@ -103,6 +103,22 @@ def pyiqa_reference(pred: np.ndarray, target: np.ndarray, clamp_cs: bool = True)
     return np.array(out)
 
 
+@pytest.mark.parametrize("size", [(7, 9), (37, 53), (131, 97)])
+def test_promptir_ssim_equals_skimage_to_1e10_in_float64(
+    size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Box sums by doubling and the four-statistic formula must not cost precision: equal to
+    # scikit-image at 1e-10 in float64, on one tile and on many (a small tile budget).
+    pred, target = random_pair(*size, b=3, seed=7)
+    ref = skimage_metrics(pred, target, "promptir")
+    for budget in (metrics._TILE_ELEMENTS_CPU, 4 * 3 * size[1] * 9):
+        monkeypatch.setattr(metrics, "_TILE_ELEMENTS_CPU", budget)
+        p, s = psnr_ssim(*to_torch(pred, target), "promptir")
+        np.testing.assert_allclose(s.numpy(), ref[:, 1], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(p.numpy(), ref[:, 0], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(ssim(*to_torch(pred, target)).numpy(), s.numpy(), atol=0)
+
+
 @pytest.mark.parametrize("protocol", ["promptir", "gaussian"])
 @pytest.mark.parametrize("size", SIZES)
 def test_matches_skimage_on_random_images(protocol: str, size: tuple[int, int]) -> None:

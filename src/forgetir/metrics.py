@@ -163,8 +163,13 @@ def crop_to_multiple(x: Tensor, m: int = 16) -> Tensor:
     return x[..., top : top + h - h % m, left : left + w - w % m]
 
 
-def _prepare(pred: Tensor, target: Tensor, who: str) -> tuple[Tensor, Tensor]:
-    """Validate a (pred, target) pair and return both clipped to [0, 1] in float64."""
+def _prepare(pred: Tensor, target: Tensor, who: str) -> tuple[Tensor, Tensor, tuple[bool, bool]]:
+    """Validate a (pred, target) pair: both detached, contiguous, dtype unchanged, and
+    whether each has values outside [0, 1] (so needs clipping).
+
+    Conversion to float64 and clipping happen tile by tile in :func:`_measure`: converting
+    whole batches up front costs more than the metrics (fresh multi-MB buffers page-fault).
+    """
     for name, t in (("pred", pred), ("target", target)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -185,14 +190,16 @@ def _prepare(pred: Tensor, target: Tensor, who: str) -> tuple[Tensor, Tensor]:
         )
     if pred.device != target.device:
         raise ValueError(f"{who}: pred is on {pred.device} but target is on {target.device}")
-    # Contiguous float64 copies: model outputs may be channels-last, which slows every pass.
-    pred = pred.detach().to(torch.float64, memory_format=torch.contiguous_format)
-    target = target.detach().to(torch.float64, memory_format=torch.contiguous_format)
+    # Model outputs may be channels-last, which slows every pass over rows.
+    pred = pred.detach().contiguous()
+    target = target.detach().contiguous()
     if pred.numel() == 0:
-        return pred, target
-    if torch.isnan(pred).any():
+        return pred, target, (False, False)
+    # One cheap pass in the input dtype; NaN propagates into both bounds.
+    p_lo, p_hi = (v.item() for v in torch.aminmax(pred))
+    if math.isnan(p_lo):
         raise ValueError(f"{who}: pred contains NaN")
-    lo, hi = (v.item() for v in torch.aminmax(target))  # NaN propagates into both
+    lo, hi = (v.item() for v in torch.aminmax(target))
     if math.isnan(lo):
         raise ValueError(f"{who}: target contains NaN")
     if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
@@ -200,34 +207,56 @@ def _prepare(pred: Tensor, target: Tensor, who: str) -> tuple[Tensor, Tensor]:
             f"{who}: target must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}] "
             "(0-255 images must be divided by 255)"
         )
-    # The official PromptIR/AdaIR test code clips both images before measuring. Out of place:
-    # ``to`` returns the caller's own tensor when it is already contiguous float64.
-    return pred.clamp(0.0, 1.0), target.clamp(0.0, 1.0)
-
-
-def _psnr(pred: Tensor, target: Tensor, spec: _Protocol) -> Tensor:
-    mse = (pred - target).square().mean(dim=(1, 2, 3))
-    # Data range 1, so PSNR = -10 log10(MSE); log10(0) = -inf gives +inf for identical images.
-    return -10.0 * torch.log10(mse + spec.psnr_eps)
+    return pred, target, (p_lo < 0.0 or p_hi > 1.0, lo < 0.0 or hi > 1.0)
 
 
 def _window(spec: _Protocol) -> list[float]:
     """1-D taps; the 2-D window is their outer product (exact for both window kinds)."""
     if spec.window == "uniform":
-        return [1.0 / spec.win_size] * spec.win_size
+        return [1.0] * spec.win_size  # plain sums: the 1/k**2 is folded into the formula
     r = spec.win_size // 2
     taps = [math.exp(-0.5 * (i / spec.sigma) ** 2) for i in range(-r, r + 1)]
     total = math.fsum(taps)
     return [t / total for t in taps]
 
 
+def _box_sum(x: Tensor, k: int, dim: int) -> Tensor:
+    """Sums of ``k`` consecutive elements along ``dim`` ('valid' region), by doubling.
+
+    Sums of 2, 4, 8... neighbours are built from the previous ones and the binary digits of
+    ``k`` combined: 4 passes for k = 7 instead of the 7 of shift-and-add, and each value is
+    still a sum of ``k`` terms (no cumulative-sum cancellation).
+    """
+    n = x.shape[dim]
+    out, covered = None, 0  # out holds sums of ``covered`` elements starting at each index
+    power, span = x, 1  # power holds sums of ``span`` elements
+    while True:
+        if k & span:
+            if out is None:
+                out, covered = power, span
+            else:
+                m = n - covered - span + 1
+                out = out.narrow(dim, 0, m) + power.narrow(dim, covered, m)
+                covered += span
+        if span * 2 > k:
+            break
+        m = n - 2 * span + 1
+        power = power.narrow(dim, 0, m) + power.narrow(dim, span, m)
+        span *= 2
+    return out.narrow(dim, 0, n - k + 1)
+
+
 def _filter_valid(x: Tensor, taps: list[float]) -> Tensor:
     """Separable correlation of the last two dims with ``taps``, 'valid' region only.
 
     Shift-and-add rather than conv2d: depthwise float64 convolutions are several times slower
-    on CPU, and this touches each element once per tap.
+    on CPU. A uniform window (all taps 1) takes the cheaper :func:`_box_sum`.
     """
     k = len(taps)
+    if all(t == 1.0 for t in taps):
+        # Columns by one strided reduction (its inner loop runs along whole rows), then rows
+        # by doubling: the fastest pair measured (benchmarks/bench_metrics.py).
+        return _box_sum(x.unfold(-2, k, 1).sum(dim=-1), k, -1)
     # Rows first: those shifts are whole contiguous rows (about 10% faster than columns first).
     for dim in (-2, -1):
         n = x.shape[dim] - k + 1
@@ -238,23 +267,36 @@ def _filter_valid(x: Tensor, taps: list[float]) -> Tensor:
     return x
 
 
-def _ssim_sum(x: Tensor, y: Tensor, spec: _Protocol, taps: list[float], rng: float) -> Tensor:
-    """Per-image sum of the SSIM map over the 'valid' region of one tile of rows."""
-    c = x.shape[1]
-    stats = _filter_valid(torch.cat([x, y, x * x, y * y, x * y], dim=1), taps)
-    mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
+def _ssim_sum(stats: Tensor, spec: _Protocol, taps: list[float], rng: float) -> Tensor:
+    """Per-image sum of the SSIM map over the 'valid' region of one tile of rows.
+
+    ``stats`` stacks s = x + y, d = x - y, s*s and d*d along the channels. Four filtered
+    statistics instead of the usual five (x, y, x*x, y*y, x*y), since
+    ``mu_s**2 -/+ mu_d**2 = 4 mu_x mu_y`` / ``2 (mu_x**2 + mu_y**2)`` and
+    ``var_s -/+ var_d = 4 cov_xy`` / ``2 (var_x + var_y)``: SSIM's luminance term is
+    ``(mu_s**2 - mu_d**2 + 2 c1) / (mu_s**2 + mu_d**2 + 2 c1)`` and likewise its
+    contrast-structure term with the variances and ``c2``.
+    """
+    c = stats.shape[1] // 4
+    filtered = _filter_valid(stats, taps)
+    # The filter gives g times the local means (g = the window's pixel count for plain sums).
+    g = math.fsum(taps) ** 2
     n = spec.win_size**2
     cov_norm = n / (n - 1) if spec.sample_covariance else 1.0
-    mu_xx, mu_yy, mu_xy = mu_x.square(), mu_y.square(), mu_x * mu_y
-    var_x = (e_xx - mu_xx).mul_(cov_norm)
-    var_y = (e_yy - mu_yy).mul_(cov_norm)
-    cov_xy = (e_xy - mu_xy).mul_(cov_norm)
+    means, squares = filtered.split(2 * c, dim=1)
+    m2 = means * means  # g**2 mu_s**2, g**2 mu_d**2 (a multiply is faster than pow)
+    v = squares.sub_(m2, alpha=1.0 / g)  # g var_s / cov_norm, g var_d / cov_norm
     c1, c2 = (_K1 * rng) ** 2, (_K2 * rng) ** 2
-    luminance = (2.0 * mu_xy + c1).div_(mu_xx.add_(mu_yy).add_(c1))
-    cs = (2.0 * cov_xy + c2).div_(var_x.add_(var_y).add_(c2))
+    k1, k2 = 2.0 * c1 * g * g, 2.0 * c2 * g / cov_norm
+    ms, md = m2.split(c, dim=1)
+    vs, vd = v.split(c, dim=1)
+    ms.add_(k1)
+    vs.add_(k2)
+    lum_num, cs_num = ms - md, vs - vd
+    lum_den, cs_den = ms.add_(md), vs.add_(vd)
     if spec.clamp_cs:
-        cs = cs.clamp_(min=0.0)
-    return luminance.mul_(cs).sum(dim=(1, 2, 3))
+        cs_num = cs_num.clamp_(min=0.0)  # the denominator is positive
+    return lum_num.mul_(cs_num).div_(lum_den.mul_(cs_den)).sum(dim=(1, 2, 3))
 
 
 def _to_luma_uint8(x: Tensor) -> Tensor:
@@ -265,42 +307,102 @@ def _to_luma_uint8(x: Tensor) -> Tensor:
     return (x * 255.0).round()
 
 
-def _ssim(pred: Tensor, target: Tensor, spec: _Protocol, protocol: str) -> Tensor:
-    h, w = pred.shape[-2:]
-    if h < spec.win_size or w < spec.win_size:
-        raise ValueError(
-            f"ssim ({protocol} protocol) needs images of at least {spec.win_size}x"
-            f"{spec.win_size} pixels (its window), got {h}x{w}"
-        )
-    rng = 1.0
-    if spec.luma_uint8:
-        pred, target = _to_luma_uint8(pred), _to_luma_uint8(target)
-        rng = 255.0
-    taps = _window(spec)
-    b, c = pred.shape[:2]
-    k = spec.win_size
-    out_h, out_w = h - k + 1, w - k + 1
-    # Work on tiles of a few MB so the ~20 passes over the statistics stay in cache on CPU
-    # (about 2x faster than whole images); the GPU prefers few large launches.
-    budget = _TILE_ELEMENTS_CPU if pred.device.type == "cpu" else _TILE_ELEMENTS_GPU
-    row_elements = 5 * c * w
+def _tile_plan(shape: torch.Size, k: int, device: torch.device) -> tuple[int, int]:
+    """(images, output rows) per tile so that the stacked statistics fit the budget."""
+    b, c, h, w = shape
+    out_h = max(1, h - k + 1)
+    # Tiles of a few MB keep the ~20 passes over the statistics in cache on CPU (several
+    # times faster than whole images); the GPU prefers few large launches.
+    budget = _TILE_ELEMENTS_CPU if device.type == "cpu" else _TILE_ELEMENTS_GPU
+    row_elements = 4 * c * w
     if h * row_elements <= budget:
-        step, rows = max(1, budget // (h * row_elements)), out_h
-    else:
-        step, rows = 1, max(1, budget // row_elements - (k - 1))
-    sums = []
+        return max(1, budget // (h * row_elements)), out_h
+    return 1, max(1, budget // row_elements - (k - 1))
+
+
+def _tile_metrics(
+    pred: Tensor,
+    target: Tensor,
+    own: int,
+    spec: _Protocol,
+    taps: list[float] | None,
+    clip: tuple[bool, bool],
+) -> tuple[Tensor, Tensor | None]:
+    """One tile of rows -> per image (sum of squared errors over its first ``own`` rows,
+    sum of the SSIM map over its 'valid' region, or None when ``taps`` is None)."""
+    b, c, h, w = pred.shape
+    stats = torch.empty(b, 4 * c, h, w, dtype=torch.float64, device=pred.device)
+    x, y = stats[:, :c], stats[:, c : 2 * c]
+    x.copy_(pred)
+    y.copy_(target)
+    for t, needed in zip((x, y), clip, strict=True):
+        if needed:  # the official test code clips both images; a no-op pass is skipped
+            t.clamp_(0.0, 1.0)
+    if spec.luma_uint8 or taps is None:
+        sse = (x - y)[:, :, :own].square().sum(dim=(1, 2, 3))
+        if taps is None:
+            return sse, None
+        # pyiqa: PSNR on RGB above, SSIM on the rounded luma (one channel for RGB).
+        x, y = _to_luma_uint8(x), _to_luma_uint8(y)
+        c = x.shape[1]
+        stats = stats[:, : 4 * c]
+        stats[:, :c].copy_(x)
+        stats[:, c : 2 * c].copy_(y)
+        x, y = stats[:, :c], stats[:, c : 2 * c]
+    # d = y - x in place of y (only d's squares and squared means are used, so its sign is
+    # free), then s = 2x + d = x + y in place of x: two passes, no temporary.
+    d = y.sub_(x)
+    torch.add(d, x, alpha=2.0, out=x)
+    squares = torch.mul(stats[:, : 2 * c], stats[:, : 2 * c], out=stats[:, 2 * c :])
+    if not spec.luma_uint8:
+        sse = squares[:, c:, :own].sum(dim=(1, 2, 3))
+    rng = 255.0 if spec.luma_uint8 else 1.0
+    return sse, _ssim_sum(stats, spec, taps, rng)
+
+
+def _measure(
+    pred: Tensor,
+    target: Tensor,
+    clip: tuple[bool, bool],
+    spec: _Protocol,
+    protocol: str,
+    want_ssim: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """Per-image (PSNR, SSIM or None) in one tiled pass over validated inputs."""
+    b, c, h, w = pred.shape
+    k = spec.win_size
+    if want_ssim and (h < k or w < k):
+        raise ValueError(
+            f"ssim ({protocol} protocol) needs images of at least {k}x{k} pixels (its window), "
+            f"got {h}x{w}"
+        )
+    taps = _window(spec) if want_ssim else None
+    out_h = h - k + 1 if want_ssim else h
+    halo = k - 1 if want_ssim else 0
+    step, rows = _tile_plan(pred.shape, k, pred.device)
+    sse = torch.zeros(b, dtype=torch.float64, device=pred.device)
+    ssim_sum = torch.zeros(b, dtype=torch.float64, device=pred.device)
     for i in range(0, b, step):
-        total = pred.new_zeros(min(step, b - i))
+        j = min(b, i + step)
         for r0 in range(0, out_h, rows):
-            r1 = min(out_h, r0 + rows) + k - 1
-            total += _ssim_sum(
-                pred[i : i + step, :, r0:r1], target[i : i + step, :, r0:r1], spec, taps, rng
+            last = r0 + rows >= out_h
+            # A tile reads rows [r0, r1) and owns [r0, r0 + own) for PSNR, so that every
+            # row counts once: the last tile owns everything left, halo included.
+            r1 = h if last else r0 + rows + halo
+            own = r1 - r0 if last else rows
+            tile_sse, tile_ssim = _tile_metrics(
+                pred[i:j, :, r0:r1], target[i:j, :, r0:r1], own, spec, taps, clip
             )
-        sums.append(total)
-    if not sums:
-        return pred.new_zeros(0)
+            sse[i:j] += tile_sse
+            if tile_ssim is not None:
+                ssim_sum[i:j] += tile_ssim
+    # Data range 1, so PSNR = -10 log10(MSE); log10(0) = -inf gives +inf for identical images.
+    psnr_vals = -10.0 * torch.log10(sse / (c * h * w) + spec.psnr_eps)
+    if not want_ssim:
+        return psnr_vals, None
+    cs = 1 if spec.luma_uint8 and c == 3 else c  # channels SSIM is measured on
     # Every channel has the same pixel count, so this equals skimage's mean of channel means.
-    return torch.cat(sums) / (c * out_h * out_w)
+    return psnr_vals, ssim_sum / (cs * out_h * (w - k + 1))
 
 
 def psnr(pred: Tensor, target: Tensor, protocol: str = "promptir") -> Tensor:
@@ -315,8 +417,8 @@ def psnr(pred: Tensor, target: Tensor, protocol: str = "promptir") -> Tensor:
         20.0
     """
     spec = _spec(protocol)
-    pred, target = _prepare(pred, target, "psnr")
-    return _psnr(pred, target, spec)
+    pred, target, clip = _prepare(pred, target, "psnr")
+    return _measure(pred, target, clip, spec, protocol, want_ssim=False)[0]
 
 
 def ssim(pred: Tensor, target: Tensor, protocol: str = "promptir") -> Tensor:
@@ -330,8 +432,8 @@ def ssim(pred: Tensor, target: Tensor, protocol: str = "promptir") -> Tensor:
         [1.0, 1.0]
     """
     spec = _spec(protocol)
-    pred, target = _prepare(pred, target, "ssim")
-    return _ssim(pred, target, spec, protocol)
+    pred, target, clip = _prepare(pred, target, "ssim")
+    return _measure(pred, target, clip, spec, protocol, want_ssim=True)[1]
 
 
 def psnr_ssim(pred: Tensor, target: Tensor, protocol: str = "promptir") -> tuple[Tensor, Tensor]:
@@ -344,5 +446,6 @@ def psnr_ssim(pred: Tensor, target: Tensor, protocol: str = "promptir") -> tuple
         True
     """
     spec = _spec(protocol)
-    pred, target = _prepare(pred, target, "psnr_ssim")
-    return _psnr(pred, target, spec), _ssim(pred, target, spec, protocol)
+    pred, target, clip = _prepare(pred, target, "psnr_ssim")
+    p, s = _measure(pred, target, clip, spec, protocol, want_ssim=True)
+    return p, s
