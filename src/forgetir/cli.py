@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 
 from forgetir.errors import ForgetirError
+from forgetir.progress import quiet_scope
 
 # name -> (module, add-arguments function, command function, help line)
 _COMMANDS: dict[str, tuple[str, str, str, str]] = {
@@ -160,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             from forgetir.threads import apply_threads
 
             apply_threads(getattr(args, "threads", None))
-        return int(command(args) or 0)
+        # --quiet silences every progress display of the command, library calls included.
+        with quiet_scope(bool(getattr(args, "quiet", False))):
+            return int(command(args) or 0)
     except (ForgetirError, ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
         # Input errors carry a message naming the bad file/option and the valid choices.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

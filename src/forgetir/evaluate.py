@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from torch import nn
 from forgetir.atomic import atomic_json
 from forgetir.degradations import TASKS
 from forgetir.metrics import PROTOCOLS, describe_protocol, psnr_ssim
+from forgetir.progress import Progress, is_quiet
 
 Metrics = dict[str, Any]  # {"psnr": float, "ssim": float, "n": int}
 INPUT_ROW = "input"
@@ -64,10 +65,12 @@ def restore(
     images: Sequence[torch.Tensor],
     device: str | torch.device | None = None,
     batch_size: int = 8,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[torch.Tensor]:
     """Run ``model`` on (1,C,H,W) ``images``, batching equal sizes; outputs on the CPU, in order.
 
-    The model is put in eval mode for the call and its previous mode restored.
+    The model is put in eval mode for the call and its previous mode restored. ``on_batch``
+    is called with the number of images of each batch done (for progress displays).
 
     Example:
         >>> out = restore(torch.nn.Identity(), [torch.zeros(1, 3, 8, 8)] * 3)
@@ -84,6 +87,8 @@ def restore(
             y = model(x).float().cpu()
             for k, i in enumerate(idx):
                 outputs[i] = y[k : k + 1]
+            if on_batch is not None:
+                on_batch(len(idx))
     finally:
         model.train(was_training)
     return [o for o in outputs if o is not None]
@@ -135,12 +140,15 @@ def evaluate_model(
     device: str | torch.device | None = None,
     batch_size: int = 8,
     per_image: bool = False,
+    quiet: bool | None = None,
+    label: str = "evaluate",
 ) -> dict[str, Metrics]:
     """``{task: {"psnr", "ssim", "n"}}`` of ``model`` on each :class:`TestSet`, averaged per image.
 
     No gradients; images of one size are batched (``batch_size`` at a time); the model runs on
     ``device`` (default: where its parameters are). ``per_image`` adds ``"images"``:
-    ``{name: {"psnr", "ssim"}}``.
+    ``{name: {"psnr", "ssim"}}``. Progress (images restored, ``label``) shows after 2 s
+    unless ``quiet`` (None: as :func:`forgetir.progress.quiet_scope` says).
 
     Example:
         >>> from forgetir.data.testsets import build_test_sets
@@ -150,11 +158,20 @@ def evaluate_model(
     """
     describe_protocol(protocol)  # validates the name before any work
     out: dict[str, Metrics] = {}
-    for task, ts in test_sets.items():
-        preds = restore(model, ts.degraded, device, batch_size)
-        out[task] = score_images(
-            preds, ts.clean, protocol, batch_size, ts.names if per_image else None
-        )
+    total = sum(len(ts.degraded) for ts in test_sets.values())
+    with Progress(total, 0, not is_quiet(quiet), label, delay=None) as bar:
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            bar.update(done, task)
+
+        for task, ts in test_sets.items():
+            preds = restore(model, ts.degraded, device, batch_size, on_batch=advance)
+            out[task] = score_images(
+                preds, ts.clean, protocol, batch_size, ts.names if per_image else None
+            )
     return out
 
 
@@ -310,6 +327,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, dest="batch_size")
     parser.add_argument("--out", help="also write the rows as JSON here")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
 def _row_names(paths: Sequence[str]) -> list[str]:
@@ -338,7 +356,9 @@ def eval_command(args: argparse.Namespace) -> int:
     }
     for name, path in zip(_row_names(args.checkpoints), args.checkpoints, strict=True):
         model = load_model(path, arch=args.arch, map_location=device)
-        rows[name] = evaluate_model(model, sets, args.protocol, device, args.batch_size)
+        rows[name] = evaluate_model(
+            model, sets, args.protocol, device, args.batch_size, label=f"evaluate {name}"
+        )
         del model
     source = describe_test_sets(sets)
     print(format_table(rows, args.protocol, source))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from forgetir.atomic import atomic_write
+from forgetir.progress import Progress, is_quiet
 
 ROW_NAMES = {"input": "degraded input"}
 
@@ -131,9 +132,11 @@ def write_model_grid(
     test_sets: Mapping[str, Any],
     forget_tasks: Sequence[str] = (),
     index: int = 0,
+    quiet: bool | None = None,
 ) -> Path:
     """Grid of image ``index`` of every test set: degraded input | each model | ground truth,
     one row per task, forget and retain tasks labelled (a ``None`` model leaves its column blank).
+    Progress per row shows after 2 s unless ``quiet`` (None: see :mod:`forgetir.progress`).
 
     Example:
         >>> import tempfile
@@ -147,13 +150,15 @@ def write_model_grid(
     from forgetir.evaluate import restore
 
     rows = []
-    for task, ts in test_sets.items():
-        if not 0 <= index < len(ts.degraded):
-            raise ValueError(f"image index {index} out of range for test set {task!r}")
-        x = ts.degraded[index]
-        outs = [restore(m, [x])[0] if m is not None else None for m in models.values()]
-        role = "forget" if task in forget_tasks else "retain"
-        rows.append((f"{column(task)} ({role})", [x, *outs, ts.clean[index]]))
+    with Progress(len(test_sets), 0, not is_quiet(quiet), "image grid", delay=None) as bar:
+        for i, (task, ts) in enumerate(test_sets.items(), 1):
+            if not 0 <= index < len(ts.degraded):
+                raise ValueError(f"image index {index} out of range for test set {task!r}")
+            x = ts.degraded[index]
+            outs = [restore(m, [x])[0] if m is not None else None for m in models.values()]
+            role = "forget" if task in forget_tasks else "retain"
+            rows.append((f"{column(task)} ({role})", [x, *outs, ts.clean[index]]))
+            bar.update(i, task)
     cols = ["degraded input", *models, "ground truth"]
     name = test_sets[next(iter(test_sets))].names[index] if test_sets else ""
     return write_image_grid(path, rows, cols, title=f"test image {name}" if name else None)

@@ -69,6 +69,7 @@ from forgetir.figures import (
     sweep_figure,
     sweep_points,
 )
+from forgetir.progress import Progress, is_quiet
 from forgetir.runs import hash_check, read_json, resolve
 from forgetir.verify import key_figures
 
@@ -649,10 +650,11 @@ def _audit_section(doc: _Doc, audit: Mapping[str, Any], key: list[dict[str, Any]
     )
 
 
-def write_report(run_dir: str | Path) -> dict[str, Path]:
+def write_report(run_dir: str | Path, quiet: bool | None = None) -> dict[str, Path]:
     """Write ``report.html``, ``report.md`` (+ ``report_files/*.png``) and ``report.json`` for
     the run directory ``run_dir`` (layout in the module docstring); return their paths under
-    the keys ``html``, ``md``, ``json`` and ``files``.
+    the keys ``html``, ``md``, ``json`` and ``files``. Progress per section (the figures take
+    the time) shows after 2 s unless ``quiet`` (None: see :mod:`forgetir.progress`).
 
     Example:
         >>> import tempfile
@@ -664,6 +666,12 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     """
     run_dir = Path(run_dir)
     data = _load(run_dir)
+    with Progress(6, 0, not is_quiet(quiet), "report", delay=None) as bar:
+        return _write_report(run_dir, data, bar)
+
+
+def _write_report(run_dir: Path, data: dict[str, Any], bar: Progress) -> dict[str, Path]:
+    """The body of :func:`write_report`; ``bar`` advances once per section."""
     run, quality, verify = data["run"], data["quality"], data["verify"]
     forget_tasks = list(run.get("forget_tasks") or verify.get("forget_tasks") or [])
     forget = set(forget_tasks)
@@ -686,6 +694,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
 
     doc.heading(2, "Quality: degraded input, BEFORE, unlearned, UT", "quality")
     _quality_section(doc, quality, forget)
+    bar.update(1, "quality")
 
     doc.heading(2, "Image grids", "grids")
     if data["grids"]:
@@ -693,6 +702,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
             doc.image(g.read_bytes(), f"grid:{g.name}", f"{g.stem}", existing=g)
     else:
         doc.para("No grids/ in the run directory.")
+    bar.update(2, "grids")
 
     doc.heading(2, "Training curves", "curves")
     loss_png = loss_figure(data["log"])
@@ -700,6 +710,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         doc.image(loss_png, "loss.png", "log.csv: loss terms and logged values per step")
     else:
         doc.para("log.csv has no logged values.")
+    bar.update(3, "curves")
 
     if data["sweeps"] is not None:
         doc.heading(2, "Sweeps", "sweeps")
@@ -714,7 +725,9 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
                     f"Sweep of {param}: PSNR (dB) per task.",
                 )
 
+    bar.update(4, "sweeps")
     _verification_section(doc, verify, forget)
+    bar.update(5, "verification")
     key = key_figures(verify)
     audit = _audit(run_dir, run, data["model"])
     _audit_section(doc, audit, key)
@@ -751,6 +764,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         ),
         "files": files_dir,
     }
+    bar.update(6, "written")
     return paths
 
 
