@@ -2,26 +2,45 @@
 
 Usage:
     python scripts/ship_models.py before=runs/ship/before ut-dehaze=runs/ship/ut-dehaze ...
+    python scripts/ship_models.py --remeasure [NAME ...]   # sidecar metrics of shipped models
 
 Each shipped model keeps its training sidecar (exact command, seed, steps, wall time, config,
-training-pool hash) and gets its metrics re-measured on the fp16 weights it actually ships,
-beside the fp32 figures measured at the end of training.
+training-pool hash) and gets its metrics re-measured on the fp16 weights it actually ships, at
+the README's photo size (longest side <= 256): the model rows *and* the degraded-input row, so
+both come from the same photos. The fp32 figures measured at the end of training stay beside
+them (``metrics_fp32``), with their own test-set label (training may evaluate at another size).
+``--remeasure`` redoes only that measurement for models already shipped (weights unchanged).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import torch
 
+from forgetir.atomic import atomic_write
 from forgetir.checkpoint import load_model, save_model, sha256_file
 from forgetir.data.testsets import build_test_sets
-from forgetir.evaluate import describe_test_sets, evaluate_model
+from forgetir.evaluate import describe_test_sets, evaluate_degraded_input, evaluate_model
 from forgetir.shipped import SHIPPED, WEIGHTS_DIR
 
 KEEP = ("seed", "config", "tasks", "excluded", "step", "steps", "wall_time", "world_size")
+# Longest photo side of the shipped metrics (the README's tables use the same).
+MAX_SIDE = 256
+
+
+def measure(model: torch.nn.Module, metrics: dict) -> dict:
+    """``metrics`` with its model rows, input row and test-set label measured afresh on the
+    shipped photos at ``MAX_SIDE``, so that all rows come from the same images."""
+    sets = build_test_sets("photos", list(metrics["tasks"]), MAX_SIDE)
+    out = dict(metrics)
+    out["tasks"] = evaluate_model(model, sets, metrics["protocol"], quiet=True)
+    out["input"] = evaluate_degraded_input(sets, metrics["protocol"])
+    out["test_set"] = describe_test_sets(sets)
+    return out
 
 
 def ship(name: str, run_dir: Path) -> Path:
@@ -56,16 +75,28 @@ def ship(name: str, run_dir: Path) -> Path:
     # Re-measure what ships: fp16 weights loaded back as float32.
     shipped = load_model(out)
     del shipped.forgetir_meta
-    sets = build_test_sets("photos", meta["metrics"]["tasks"].keys(), 256)
-    metrics = dict(meta["metrics"])
-    metrics["tasks"] = evaluate_model(shipped, sets, metrics["protocol"])
-    metrics["test_set"] = describe_test_sets(sets)
+    metrics = measure(shipped, meta["metrics"])
     save_model(shipped, out, dtype=torch.float16, command=meta["command"], metrics=metrics, **extra)
     print(f"{name}: {out} ({out.stat().st_size / 1e6:.1f} MB, sha256 {sha256_file(out)[:12]})")
     return out
 
 
+def remeasure(name: str) -> Path:
+    """Re-measure the sidecar metrics of an already shipped model (its weights untouched)."""
+    path = WEIGHTS_DIR / f"{name}.json"
+    sidecar = json.loads(path.read_text())
+    model = load_model(WEIGHTS_DIR / f"{name}.safetensors")
+    sidecar["metrics"] = measure(model, sidecar["metrics"])
+    atomic_write(path, (json.dumps(sidecar, indent=2) + "\n").encode())
+    print(f"{name}: re-measured {path}")
+    return path
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--remeasure"]:
+        for name in sys.argv[2:] or list(SHIPPED):
+            remeasure(name)
+        sys.exit(0)
     for arg in sys.argv[1:]:
         name, _, path = arg.partition("=")
         ship(name, Path(path))

@@ -24,7 +24,7 @@ def test_plain_lines_without_control_characters(capsys: pytest.CaptureFixture, n
     lines = err.splitlines()
     # One line per ~5% of the run (every 2 items of 40), each with rate and ETA.
     assert len(lines) == 20
-    assert all(line.startswith("stage ") and "eta" in line and "steps/s" in line for line in lines)
+    assert all(line.startswith("stage ") and "eta" in line and "items/s" in line for line in lines)
     assert lines[-1].startswith("stage 40/40")
     assert "\x1b" not in err and "\r" not in err
 

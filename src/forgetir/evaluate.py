@@ -159,7 +159,7 @@ def evaluate_model(
     describe_protocol(protocol)  # validates the name before any work
     out: dict[str, Metrics] = {}
     total = sum(len(ts.degraded) for ts in test_sets.values())
-    with Progress(total, 0, not is_quiet(quiet), label, delay=None) as bar:
+    with Progress(total, 0, not is_quiet(quiet), label, delay=None, unit="images") as bar:
         done = 0
 
         def advance(n: int) -> None:

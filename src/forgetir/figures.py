@@ -150,7 +150,9 @@ def write_model_grid(
     from forgetir.evaluate import restore
 
     rows = []
-    with Progress(len(test_sets), 0, not is_quiet(quiet), "image grid", delay=None) as bar:
+    with Progress(
+        len(test_sets), 0, not is_quiet(quiet), "image grid", delay=None, unit="rows"
+    ) as bar:
         for i, (task, ts) in enumerate(test_sets.items(), 1):
             if not 0 <= index < len(ts.degraded):
                 raise ValueError(f"image index {index} out of range for test set {task!r}")

@@ -79,9 +79,10 @@ class Progress:
         enabled: bool = True,
         label: str = "",
         delay: float | None = 0.0,
+        unit: str = "steps",
     ) -> None:
         global _open
-        self.total, self.label = total, label
+        self.total, self.label, self.unit = total, label, unit
         self.delay = STAGE_DELAY if delay is None else delay
         self.enabled = enabled and _open == 0
         self.bar = None
@@ -137,7 +138,8 @@ class Progress:
             rate = (step - self.start) / max(1e-9, time.perf_counter() - self.t0)
             eta = (self.total - step) / rate if rate > 0 else float("nan")
             print(
-                f"{self.label} {step}/{self.total} {info} ({rate:.2f} steps/s, eta {eta:.0f}s)",
+                f"{self.label} {step}/{self.total} {info} "
+                f"({rate:.2f} {self.unit}/s, eta {eta:.0f}s)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -164,6 +166,7 @@ def track(
     label: str,
     quiet: bool | None = None,
     delay: float | None = None,
+    unit: str = "items",
 ) -> Iterator[T]:
     """Iterate ``items`` showing progress (rich bar on a terminal, ETA lines otherwise).
 
@@ -175,7 +178,7 @@ def track(
         >>> list(track(range(3), 3, "demo", quiet=True))
         [0, 1, 2]
     """
-    with Progress(total, 0, not is_quiet(quiet), label, delay) as bar:
+    with Progress(total, 0, not is_quiet(quiet), label, delay, unit) as bar:
         for i, item in enumerate(items, 1):
             yield item
             bar.update(i, "")

@@ -666,7 +666,7 @@ def write_report(run_dir: str | Path, quiet: bool | None = None) -> dict[str, Pa
     """
     run_dir = Path(run_dir)
     data = _load(run_dir)
-    with Progress(6, 0, not is_quiet(quiet), "report", delay=None) as bar:
+    with Progress(6, 0, not is_quiet(quiet), "report", delay=None, unit="sections") as bar:
         return _write_report(run_dir, data, bar)
 
 
