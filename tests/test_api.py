@@ -150,3 +150,56 @@ def test_fresh_moceir_tiny_runs_the_pipeline_end_to_end(tmp_path, tiny_opts):
     assert load_model(out / "model.safetensors").forgetir_spec["name"] == "moceir-tiny"
     paths = write_report(out)
     assert paths["html"].is_file()
+
+
+PROMPTED = textwrap.dedent(
+    '''
+    import torch
+    from torch import nn
+
+
+    class Prompted(nn.Module):
+        """Takes the task as an input, like instruction-driven all-in-one models."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.convs = nn.ModuleDict(
+                {t: nn.Conv2d(3, 3, 3, padding=1) for t in ("restore", "dehaze")}
+            )
+
+        def forward(self, x, task):
+            return x + self.convs[task](x)
+    '''
+)
+
+
+def test_a_model_that_takes_the_task_as_input_is_fed_one_fixed_condition(tmp_path, monkeypatch):
+    (tmp_path / "prompted.py").write_text(PROMPTED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from prompted import Prompted
+
+    torch.manual_seed(0)
+    result = unlearn_model(
+        Prompted(),
+        forget="dehaze",
+        method="finetune",
+        condition={"task": "restore"},
+        out=tmp_path / "run",
+        steps=2,
+        batch_size=2,
+        patch_size=32,
+        data={"pool_size": 6, "image_size": 32, "test_max_side": 32},
+        options={"grids": False, "test_max_side": 32, "relearn_steps": 2, "ain_max_steps": 2},
+    )
+    # Only the branch of the fixed condition was fed, hence trained.
+    unlearned, before = result.model, load_model(result.run_dir / "before.safetensors")
+    assert not torch.equal(unlearned.convs["restore"].weight, before.convs["restore"].weight)
+    assert torch.equal(unlearned.convs["dehaze"].weight, before.convs["dehaze"].weight)
+    # The checkpoint re-applies the condition: model(x) works after loading.
+    again = load_model(result.run_dir / "model.safetensors")
+    x = torch.rand(1, 3, 8, 8)
+    torch.testing.assert_close(again(x), unlearned(x))
+    md = (result.run_dir / "report.md").read_text()
+    assert "fixed input task='restore' for every image" in md
+    with pytest.raises(InvalidInputError, match="takes no such argument; its arguments: x, task"):
+        unlearn_model(Prompted(), "dehaze", condition={"prompt": "x"}, out=tmp_path / "b")

@@ -115,6 +115,7 @@ def unlearn_model(
     target: str = "collapse",
     factory: str | None = None,
     encoder: str | None = None,
+    condition: dict[str, Any] | None = None,
     steps: int = 60,
     batch_size: int = 8,
     patch_size: int = 64,
@@ -130,12 +131,15 @@ def unlearn_model(
     without the forget data: a module or a checkpoint; optional) and write the report.
 
     ``model`` is not modified. ``factory`` (``"FILE.py:FACTORY"``) says how to rebuild your
-    network; ``encoder`` names its encoder sub-module for ``encoder-noise``; ``hparams`` are
+    network; ``encoder`` names its encoder sub-module for ``encoder-noise``; ``condition``
+    (``{"prompt": "restore"}``) feeds a model that takes the task as an input the same value
+    for every image and model, UT included (see :func:`~forgetir.models.external.set_condition`);
+    ``hparams`` are
     the method's hyperparameters; ``data`` changes the data settings the model is said to
     have been trained on (``{"pool_size": 64}``, see :func:`prepare_checkpoint`); ``options``
     sets any other field of :class:`forgetir.unlearn.UnlearnOptions` (``lr``, ``seed``, ...).
     """
-    from forgetir.models.external import register_instance, set_encoder
+    from forgetir.models.external import register_instance, set_condition, set_encoder
     from forgetir.unlearn import UnlearnOptions, run_unlearn
 
     if not isinstance(model, nn.Module):
@@ -151,6 +155,14 @@ def unlearn_model(
     own = copy.deepcopy(model).eval()  # never touch the caller's module
     if encoder is not None:
         set_encoder(own, encoder)
+    if condition is not None:
+        if len(condition) != 1:
+            raise InvalidInputError(f"condition takes one argument=value, got {condition!r}")
+        [(argument, value)] = condition.items()
+        set_condition(own, argument, value)
+        if isinstance(ut, nn.Module):  # every row is fed the same way
+            ut = copy.deepcopy(ut)
+            set_condition(ut, argument, value)
     register_instance(own, factory)
     seed = int((options or {}).get("seed", 0))
     before = prepare_checkpoint(own, run_dir, seed, data=data)

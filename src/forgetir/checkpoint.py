@@ -73,6 +73,7 @@ RESERVED_KEYS = frozenset(
         "path",
         "model_source",
         "model_encoder",
+        "model_condition",
     }
 )
 _MAX_LISTED_KEYS = 10
@@ -323,6 +324,8 @@ def save_model(
         record["model_source"] = _to_json("model_source", dict(spec["source"]))
     if isinstance(getattr(model, "forgetir_encoder", None), str):  # see models.external
         record["model_encoder"] = model.forgetir_encoder
+    if isinstance(getattr(model, "forgetir_condition", None), dict):  # a task/prompt input
+        record["model_condition"] = _to_json("model_condition", model.forgetir_condition)
     tensors = _tensors_to_save(model, dtype)
 
     made_dir = not weights.parent.exists()
@@ -568,6 +571,11 @@ def load_model(
     model = _build(meta["arch"], {**meta["args"], **overrides}, weights, meta.get("model_source"))
     if isinstance(meta.get("model_encoder"), str):
         model.forgetir_encoder = meta["model_encoder"]
+    cond = meta.get("model_condition")
+    if isinstance(cond, dict) and "argument" in cond:
+        from forgetir.models.external import set_condition
+
+        set_condition(model, str(cond["argument"]), cond.get("value"))
     missing, unexpected = _load_into(model, state, weights, meta["arch"], strict)
     meta = {**meta, "path": str(weights)}
     if missing or unexpected:

@@ -186,6 +186,7 @@ def _order_rows(rows: Mapping[str, Any]) -> list[str]:
 
 def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any]) -> dict[str, Any]:
     from forgetir.checkpoint import sha256_file
+    from forgetir.models.external import describe_condition
 
     split = run.get("split") if isinstance(run.get("split"), Mapping) else {}
     manifest = split.get("manifest")
@@ -212,6 +213,7 @@ def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any])
             "check": "match" if actual == recorded else f"MISMATCH (file: {actual})",
             "arch": model_meta.get("arch"),
             "num_parameters": model_meta.get("num_parameters"),
+            "conditioning": describe_condition(model_meta.get("model_condition")),
         },
         "method": {
             "name": run.get("method"),
@@ -615,6 +617,7 @@ def _audit_section(doc: _Doc, audit: Mapping[str, Any], key: list[dict[str, Any]
         *[[f"parent (BEFORE) {k}", v] for k, v in hashed(audit.get("parent_checkpoint"))],
         *[[f"UT checkpoint {k}", v] for k, v in hashed(audit.get("ut_checkpoint"))],
         *[[f"unlearned {k}", v] for k, v in hashed(audit.get("unlearned_checkpoint"))],
+        ["model conditioning", (audit.get("unlearned_checkpoint") or {}).get("conditioning")],
         ["method", audit["method"].get("name")],
         ["target", audit["method"].get("target")],
         ["hyperparameters", j(audit["method"].get("hyperparameters"))],

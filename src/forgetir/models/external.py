@@ -292,3 +292,62 @@ def encoder_parameters(model: nn.Module) -> list[nn.Parameter]:
     if module is None:
         raise InvalidInputError(f"{type(model).__name__} has no encoder (see set_encoder)")
     return list(module.parameters())
+
+
+def _feed_condition(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    # A forward pre-hook: every call gets the model's recorded condition unless it was given.
+    # It reads the condition from the module, so deep copies carry it and no handle is kept.
+    cond = getattr(module, "forgetir_condition", None)
+    if isinstance(cond, dict) and cond["argument"] not in kwargs:
+        kwargs = {**kwargs, cond["argument"]: cond["value"]}
+    return args, kwargs
+
+
+def set_condition(model: nn.Module, argument: str, value: Any) -> None:
+    """Feed ``model(x, **{argument: value})`` on every call: for models that take the task as
+    an input (a task name or text prompt) but are run without a degradation label.
+
+    Every evaluation row (BEFORE, unlearned, UT) and every training step then sees the same
+    condition; checkpoints record it (``model_condition``) and :func:`forgetir.load_model`
+    applies it again; the report's audit manifest states it.
+
+    Example:
+        >>> class Prompted(nn.Module):
+        ...     def forward(self, x, prompt="none"):
+        ...         return x * (2.0 if prompt == "brighten" else 1.0)
+        >>> net = Prompted()
+        >>> set_condition(net, "prompt", "brighten")
+        >>> float(net(torch.ones(1)))
+        2.0
+    """
+    import inspect
+    import json
+
+    params = inspect.signature(model.forward).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if argument not in params and not takes_any:
+        raise InvalidInputError(
+            f"condition {argument!r}: {type(model).__name__}.forward takes no such argument; "
+            f"its arguments: {', '.join(params)}"
+        )
+    try:
+        json.dumps(value)
+    except TypeError:
+        raise InvalidInputError(
+            f"condition {argument}={value!r}: give a string, number or list (it is recorded "
+            "in checkpoints and the report)"
+        ) from None
+    first = not isinstance(getattr(model, "forgetir_condition", None), dict)
+    model.forgetir_condition = {"argument": argument, "value": value}
+    if first:
+        model.register_forward_pre_hook(_feed_condition, with_kwargs=True)
+
+
+def describe_condition(condition: dict[str, Any] | None) -> str:
+    """One line for the report: how the model was fed."""
+    if not condition:
+        return "none: the model takes only the degraded image"
+    return (
+        f"fixed input {condition['argument']}={condition['value']!r} for every image, task and "
+        "model (BEFORE, unlearned, UT); no degradation label was given to the model"
+    )
