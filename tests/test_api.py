@@ -62,6 +62,8 @@ def test_cli_unlearns_a_model_module_end_to_end_and_writes_the_report(my_net, tm
     assert source["module"] == str(my_net) and source["factory"] == "build"
     assert main(["report", str(out)]) == 0
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    # verify rebuilds BEFORE and the unlearned model from the recorded module file.
+    assert main(["verify", str(out), "--relearn-steps", "2"]) == 0
     # The unlearned checkpoint rebuilds the network from the recorded module file...
     model = load_model(out / "model.safetensors")
     assert type(model).__name__ == "MyNet"

@@ -155,7 +155,10 @@ def load_entry_points() -> list[str]:
             "entry_point": f"{ep.name} = {ep.value}",
             "distribution": getattr(dist, "name", None),
         }
-        names.append(_register(ep.name, obj, source))
+        try:
+            names.append(_register(ep.name, obj, source))
+        except InvalidInputError as exc:  # e.g. a plugin reusing a built-in model's name
+            warnings.warn(f"forgetir.models plugin skipped: {exc}", stacklevel=2)
     return names
 
 
