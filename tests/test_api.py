@@ -3,8 +3,8 @@ defined only here, end to end to the report; rebuilding it from its recorded sou
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from forgetir import unlearn_model
 from forgetir.checkpoint import load_model, read_sidecar
 from forgetir.cli import main
 from forgetir.errors import InputFileError, InvalidInputError
-from forgetir.models import create_model, external, list_models
+from forgetir.models import create_model
 
 MY_NET = textwrap.dedent(
     '''
@@ -75,6 +75,7 @@ def test_cli_unlearns_a_model_module_end_to_end_and_writes_the_report(my_net, tm
 
 def test_python_api_runs_a_live_module_with_its_encoder(my_net, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_net", raising=False)
     from my_net import MyNet  # a class defined in a file: rebuildable without a factory
 
     torch.manual_seed(0)
@@ -108,34 +109,6 @@ def test_api_errors_name_the_bad_input(tmp_path):
         unlearn_model(net, forget="dehaze", out=tmp_path / "b", options={"retain_budgte": 1})
     with pytest.raises(InvalidInputError, match="sub-modules: patch_embed"):
         unlearn_model(net, forget="dehaze", out=tmp_path / "c", encoder="enc")
-
-
-def test_model_module_errors(tmp_path, my_net):
-    with pytest.raises(InvalidInputError, match="give FILE.py:FACTORY"):
-        external.register_module_factory(str(my_net))
-    with pytest.raises(InputFileError, match="does not exist"):
-        external.register_module_factory(f"{tmp_path}/nope.py:build")
-    with pytest.raises(InvalidInputError, match="no callable 'bild'; callables there: .*build"):
-        external.register_module_factory(f"{my_net}:bild")
-
-
-def test_entry_point_plugins_register_their_models(tmp_path, my_net, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    ep = importlib.metadata.EntryPoint("toy-net", "my_net:build", external.ENTRY_POINT_GROUP)
-    real = importlib.metadata.entry_points
-
-    def fake(**kw):
-        return [ep] if kw.get("group") == external.ENTRY_POINT_GROUP else real(**kw)
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", fake)
-    external.reset_entry_points()
-    try:
-        assert "toy-net" in list_models()
-        model = create_model("toy-net", width=4)
-        assert model.encoder[0].weight.shape[0] == 4
-        assert model.forgetir_spec["source"]["entry_point"] == "toy-net = my_net:build"
-    finally:
-        external.reset_entry_points()
 
 
 def test_fresh_moceir_tiny_runs_the_pipeline_end_to_end(tmp_path, tiny_opts):
