@@ -123,8 +123,11 @@ def test_fresh_moceir_tiny_runs_the_pipeline_end_to_end(tmp_path, tiny_opts):
     run = run_unlearn(before, out, tiny_opts(), forget=["dehaze"], command="test")
     assert run["steps"] == 2 and (out / "verify.json").is_file()
     assert load_model(out / "model.safetensors").forgetir_spec["name"] == "moceir-tiny"
+    assert set(run["expert_usage"]) == {"BEFORE", "unlearned"}  # no UT in this run
+    shares = run["expert_usage"]["unlearned"]["dehaze"]
+    assert len(shares) == 3 and all(abs(sum(level) - 1) < 1e-6 for level in shares)
     paths = write_report(out)
-    assert paths["html"].is_file()
+    assert "Expert usage (mixture-of-experts routing)" in paths["md"].read_text()
 
 
 PROMPTED = textwrap.dedent(

@@ -406,6 +406,27 @@ def _quality_section(doc: _Doc, quality: Mapping[str, Any], forget: set) -> list
     return tasks
 
 
+def _expert_usage_section(doc: _Doc, usage: Mapping[str, Any], forget: set) -> None:
+    """Mixture-of-experts routing: which experts each task's images go to, per model row."""
+    doc.heading(2, "Expert usage (mixture-of-experts routing)", "experts")
+    rows = []
+    for model, per_set in usage.items():
+        for name, levels in per_set.items():
+            shares = [
+                " ".join(f"e{i}:{100 * f:.0f}%" for i, f in enumerate(level) if f > 0)
+                for level in levels
+            ]
+            rows.append([model, name + (" (forget)" if name in forget else ""), *shares])
+    width = max(len(r) for r in rows) - 2
+    doc.table(
+        ["model", "test set", *[f"decoder level {i + 1}" for i in range(width)]],
+        rows,
+        "Share of routing choices (image x block x top-k slot) per expert, decoder levels "
+        "from the bottleneck up; e0 is the cheapest expert.",
+        left_cols=2,
+    )
+
+
 def _verification_section(doc: _Doc, v: Mapping[str, Any], forget: set) -> None:
     doc.heading(2, "Verification (relative to UT, the model retrained without the data)", "verify")
     doc.para(
@@ -717,6 +738,8 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
                     f"Sweep of {param}: PSNR (dB) per task.",
                 )
 
+    if run.get("expert_usage"):
+        _expert_usage_section(doc, run["expert_usage"], forget)
     _verification_section(doc, verify, forget)
     key = key_figures(verify)
     audit = _audit(run_dir, run, data["model"])

@@ -395,6 +395,7 @@ def run_unlearn(
         "wall_time_s": round(wall, 2),
         "stopped_early": stopped,
         "guard": guard.history if guard else None,
+        "expert_usage": _expert_usage(before, model, ut_model, test_sets),
         "command": command,
         "seed": opts.seed,
         "software": software_versions(),
@@ -437,6 +438,18 @@ def run_unlearn(
         note = f"; stopped early: {stopped}" if stopped else ""
         print(f"unlearned in {result.step} steps, {wall:.1f} s{note}. Saved {out}")
     return run
+
+
+def _expert_usage(
+    before: nn.Module, model: nn.Module, ut: nn.Module | None, test_sets: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Per model row and test set, the share of images each expert gets (mixture-of-experts
+    models such as MoCE-IR; None for others): where forgetting moved the routing."""
+    from forgetir.models.moceir import expert_usage
+
+    rows = {"BEFORE": before, "unlearned": model, "UT": ut}
+    usage = {k: expert_usage(m, test_sets) for k, m in rows.items() if m is not None}
+    return {k: v for k, v in usage.items() if v is not None} or None
 
 
 # ------------------------------------------------------------------------------ command line

@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -335,3 +336,43 @@ class MoCEIR(AuxLossMixin, RestorationModel):
                 # The published total: the routers' mean balance loss, times the recipe weight.
                 self.record_aux_loss(self.balance_loss_weight * torch.stack(losses).mean())
         return out
+
+
+def expert_usage(
+    model: nn.Module, test_sets: dict[str, Any]
+) -> dict[str, list[list[float]]] | None:
+    """Share of images routed to each expert, per test set and decoder level.
+
+    For every set of ``test_sets`` (``{name: TestSet}``): one list per decoder level (from the
+    bottleneck up), each the fraction of (image, block, top-k slot) choices that went to each
+    expert. None if ``model`` has no experts. Run in eval mode, one image at a time; with
+    ``noisy_eval`` (the published setting) the shares include the router noise.
+
+    Example:
+        >>> from forgetir.data.testsets import TestSet
+        >>> m = MoCEIR(**{**_TINY, "dim": 8})
+        >>> x = torch.rand(1, 3, 16, 16)
+        >>> s = TestSet("dehaze", "x", ["a"], [x], [x])
+        >>> [round(sum(level), 6) for level in expert_usage(m, {"dehaze": s})["dehaze"]]
+        [1.0, 1.0, 1.0]
+    """
+    if not isinstance(model, MoCEIR):
+        return None
+    was_training = model.training
+    model.eval()
+    levels = [
+        [m for m in group.modules() if isinstance(m, AdapterLayer)] for *_, group in model.dec
+    ]
+    usage: dict[str, list[list[float]]] = {}
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for name, test_set in test_sets.items():
+            counts = [torch.zeros(len(level[0].experts)) for level in levels]
+            for x in test_set.degraded:
+                model(x.to(device))
+                for c, level in zip(counts, levels, strict=True):
+                    for adapter in level:
+                        c += torch.bincount(adapter.last_experts.flatten().cpu(), minlength=len(c))
+            usage[name] = [(c / c.sum().clamp_min(1)).tolist() for c in counts]
+    model.train(was_training)
+    return usage
