@@ -3,14 +3,17 @@ import pytest
 from forgetir.cli import main
 
 
-def test_models_lists_the_four_variants(capsys):
+def test_models_lists_every_variant(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     for name, params in [
         ("promptir", "35,592,263"),
         ("adair", "28,784,824"),
+        ("moceir", "25,353,796"),
+        ("moceir-s", "11,477,752"),
         ("promptir-tiny", ""),
         ("adair-tiny", ""),
+        ("moceir-tiny", ""),
     ]:
         assert name in out and params in out
 

@@ -19,6 +19,7 @@ from torch import nn
 from forgetir.checkpoint import read_sidecar
 from forgetir.config import ConfigError, OptimConfig, TrainConfig
 from forgetir.engine import Engine, NonFiniteLossError, config_hash, fit, lr_at
+from forgetir.models.base import AuxLossMixin
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -317,3 +318,30 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path):
             return [(r["step"], r["loss"]) for r in csv.DictReader(f)]
 
     assert losses(killed) == losses(full) and len(losses(full)) == 10
+
+
+class AuxToy(AuxLossMixin, Toy):
+    """A Toy whose training forwards record an auxiliary loss: the mean head weight squared."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.record_aux_loss(self.head.weight.square().sum())
+        return super().forward(x)
+
+
+def test_auxiliary_losses_recorded_by_the_model_join_the_step_loss():
+    torch.manual_seed(0)
+    model = AuxToy()
+    logs_seen = []
+    Engine(model, OptimConfig(lr=1e-2), train_cfg(steps=2, log_every=1), quiet=True).fit(
+        l1_loss, batches, on_step_end=lambda s, logs: logs_seen.append(dict(logs))
+    )
+    assert all(logs["aux_loss"] > 0 for logs in logs_seen)
+    # The step's loss is the loss_fn's plus the auxiliary term.
+    torch.manual_seed(0)
+    again = AuxToy()
+    batch = next(batches(0))
+    expected = (again(batch["degraded"]) - batch["clean"]).abs().mean()
+    expected = expected + again.head.weight.square().sum()
+    assert logs_seen[0]["loss"] == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert model._aux_sink is None  # nothing kept once the step is over

@@ -71,6 +71,9 @@ RESERVED_KEYS = frozenset(
         "forgetir_version",
         "torch_version",
         "path",
+        "model_source",
+        "model_encoder",
+        "model_condition",
     }
 )
 _MAX_LISTED_KEYS = 10
@@ -317,6 +320,12 @@ def save_model(
         "torch_version": torch.__version__,
         **extra,
     }
+    if spec.get("source") is not None:  # a model from the user's code: how to rebuild it
+        record["model_source"] = _to_json("model_source", dict(spec["source"]))
+    if isinstance(getattr(model, "forgetir_encoder", None), str):  # see models.external
+        record["model_encoder"] = model.forgetir_encoder
+    if isinstance(getattr(model, "forgetir_condition", None), dict):  # a task/prompt input
+        record["model_condition"] = _to_json("model_condition", model.forgetir_condition)
     tensors = _tensors_to_save(model, dtype)
 
     made_dir = not weights.parent.exists()
@@ -470,7 +479,13 @@ def _load_into(
     return missing, unexpected
 
 
-def _build(arch: str, args: Mapping[str, Any], file: Path) -> nn.Module:
+def _build(
+    arch: str, args: Mapping[str, Any], file: Path, source: Mapping[str, Any] | None = None
+) -> nn.Module:
+    if source is not None:  # the user's own model: re-register it from its recorded source
+        from forgetir.models.external import ensure_registered
+
+        ensure_registered(arch, dict(source), f"checkpoint {str(file)!r}")
     valid = list_models()
     if arch not in valid:
         raise CheckpointError(
@@ -553,7 +568,14 @@ def load_model(
         state, info = _extract_state_dict(_read_torch(weights), weights)
         meta = {"arch": arch, "args": {}, "sha256": sha, **info}
 
-    model = _build(meta["arch"], {**meta["args"], **overrides}, weights)
+    model = _build(meta["arch"], {**meta["args"], **overrides}, weights, meta.get("model_source"))
+    if isinstance(meta.get("model_encoder"), str):
+        model.forgetir_encoder = meta["model_encoder"]
+    cond = meta.get("model_condition")
+    if isinstance(cond, dict) and "argument" in cond:
+        from forgetir.models.external import set_condition
+
+        set_condition(model, str(cond["argument"]), cond.get("value"))
     missing, unexpected = _load_into(model, state, weights, meta["arch"], strict)
     meta = {**meta, "path": str(weights)}
     if missing or unexpected:

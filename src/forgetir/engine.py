@@ -73,6 +73,7 @@ from torch import nn
 
 from forgetir.atomic import atomic_path, atomic_write
 from forgetir.config import ConfigError, OptimConfig, TrainConfig
+from forgetir.models.base import collect_aux_losses
 from forgetir.progress import Progress
 from forgetir.runtime import (
     get_rng_state,
@@ -716,7 +717,9 @@ class Engine:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 self.optimizer.zero_grad(set_to_none=True)
-                with self._autocast():
+                # Models with auxiliary losses (MoCE-IR's router balance) record them during
+                # training forwards; they join the step's loss here, whatever the loss_fn.
+                with self._autocast(), collect_aux_losses(self.raw) as aux:
                     result = (
                         loss_fn(batch, step, model=self.model)
                         if pass_model
@@ -730,6 +733,10 @@ class Engine:
                 loss = result["loss"]
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                     raise TypeError("loss_fn's 'loss' must be a scalar tensor")
+                if aux:
+                    aux_total = torch.stack([a.float().reshape(()) for a in aux]).sum()
+                    loss = loss + aux_total
+                    result = {**result, "loss": loss, "aux_loss": aux_total.detach()}
                 # One flag for all ranks: a rank that skipped backward would hang the others.
                 bad = self._any(not bool(torch.isfinite(loss.detach())))
                 grad_norm = None

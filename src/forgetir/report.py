@@ -187,6 +187,7 @@ def _order_rows(rows: Mapping[str, Any]) -> list[str]:
 
 def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any]) -> dict[str, Any]:
     from forgetir.checkpoint import sha256_file
+    from forgetir.models.external import describe_condition
 
     split = run.get("split") if isinstance(run.get("split"), Mapping) else {}
     manifest = split.get("manifest")
@@ -213,6 +214,7 @@ def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any])
             "check": "match" if actual == recorded else f"MISMATCH (file: {actual})",
             "arch": model_meta.get("arch"),
             "num_parameters": model_meta.get("num_parameters"),
+            "conditioning": describe_condition(model_meta.get("model_condition")),
         },
         "method": {
             "name": run.get("method"),
@@ -403,6 +405,27 @@ def _quality_section(doc: _Doc, quality: Mapping[str, Any], forget: set) -> list
     doc.table(header, body, caption, forget_cols)
     doc.image(quality_figure(rows, tasks, forget), "quality.png", "PSNR per task and model")
     return tasks
+
+
+def _expert_usage_section(doc: _Doc, usage: Mapping[str, Any], forget: set) -> None:
+    """Mixture-of-experts routing: which experts each task's images go to, per model row."""
+    doc.heading(2, "Expert usage (mixture-of-experts routing)", "experts")
+    rows = []
+    for model, per_set in usage.items():
+        for name, levels in per_set.items():
+            shares = [
+                " ".join(f"e{i}:{100 * f:.0f}%" for i, f in enumerate(level) if f > 0)
+                for level in levels
+            ]
+            rows.append([model, name + (" (forget)" if name in forget else ""), *shares])
+    width = max(len(r) for r in rows) - 2
+    doc.table(
+        ["model", "test set", *[f"decoder level {i + 1}" for i in range(width)]],
+        rows,
+        "Share of routing choices (image x block x top-k slot) per expert, decoder levels "
+        "from the bottleneck up; e0 is the cheapest expert.",
+        left_cols=2,
+    )
 
 
 def _verification_section(doc: _Doc, v: Mapping[str, Any], forget: set) -> None:
@@ -616,6 +639,7 @@ def _audit_section(doc: _Doc, audit: Mapping[str, Any], key: list[dict[str, Any]
         *[[f"parent (BEFORE) {k}", v] for k, v in hashed(audit.get("parent_checkpoint"))],
         *[[f"UT checkpoint {k}", v] for k, v in hashed(audit.get("ut_checkpoint"))],
         *[[f"unlearned {k}", v] for k, v in hashed(audit.get("unlearned_checkpoint"))],
+        ["model conditioning", (audit.get("unlearned_checkpoint") or {}).get("conditioning")],
         ["method", audit["method"].get("name")],
         ["target", audit["method"].get("target")],
         ["hyperparameters", j(audit["method"].get("hyperparameters"))],
@@ -726,6 +750,8 @@ def _write_report(run_dir: Path, data: dict[str, Any], bar: Progress) -> dict[st
                 )
 
     bar.update(4, "sweeps")
+    if run.get("expert_usage"):
+        _expert_usage_section(doc, run["expert_usage"], forget)
     _verification_section(doc, verify, forget)
     bar.update(5, "verification")
     key = key_figures(verify)

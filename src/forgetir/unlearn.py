@@ -256,17 +256,20 @@ def split_set_names(test_sets: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 
 def run_unlearn(
-    checkpoint: str | Path,
+    checkpoint: str | Path | nn.Module,
     out_dir: str | Path,
     opts: UnlearnOptions,
     *,
     forget: list[str] | None = None,
     split: str | None = None,
-    ut: str | Path | None = None,
+    ut: str | Path | nn.Module | None = None,
     arch: str | None = None,
     command: str = "",
 ) -> dict[str, Any]:
-    """Unlearn ``forget`` (tasks) or a split manifest from ``checkpoint``; return run.json."""
+    """Unlearn ``forget`` (tasks) or a split manifest from ``checkpoint``; return run.json.
+
+    ``checkpoint`` (and ``ut``) may also be a live ``nn.Module`` or ``"fresh:MODEL"``: it is
+    saved into the run folder first (see :func:`forgetir.api.prepare_checkpoint`)."""
     from forgetir.checkpoint import save_model, sha256_file
     from forgetir.data.splits import build_split_datasets, manifest_sha256
     from forgetir.engine import Engine
@@ -285,6 +288,11 @@ def run_unlearn(
     if (out / "run.json").exists():
         raise FileExistsError(f"{out} already holds an unlearning run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    from forgetir.api import prepare_checkpoint
+
+    # A live nn.Module (forgetir.unlearn) or "fresh:MODEL" becomes a checkpoint in the run.
+    checkpoint = prepare_checkpoint(checkpoint, out, opts.seed)
+    ut = prepare_checkpoint(ut, out, opts.seed, "ut")
     parent_path = resolve_checkpoint(checkpoint)
     before = load_eval_model(checkpoint, arch)
     model = copy.deepcopy(before)
@@ -387,6 +395,7 @@ def run_unlearn(
         "wall_time_s": round(wall, 2),
         "stopped_early": stopped,
         "guard": guard.history if guard else None,
+        "expert_usage": _expert_usage(before, model, ut_model, test_sets),
         "command": command,
         "seed": opts.seed,
         "software": software_versions(),
@@ -431,6 +440,18 @@ def run_unlearn(
     return run
 
 
+def _expert_usage(
+    before: nn.Module, model: nn.Module, ut: nn.Module | None, test_sets: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Per model row and test set, the share of images each expert gets (mixture-of-experts
+    models such as MoCE-IR; None for others): where forgetting moved the routing."""
+    from forgetir.models.moceir import expert_usage
+
+    rows = {"BEFORE": before, "unlearned": model, "UT": ut}
+    usage = {k: expert_usage(m, test_sets) for k, m in rows.items() if m is not None}
+    return {k: v for k, v in usage.items() if v is not None} or None
+
+
 # ------------------------------------------------------------------------------ command line
 
 
@@ -439,11 +460,23 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint",
         nargs="?",
-        default="shipped:before",
         help="model to unlearn from: shipped:before (default), a .safetensors with sidecar, "
-        "or a published .ckpt with --arch",
+        "a published .ckpt with --arch, or fresh:MODEL (a newly initialised registered model; "
+        "the default with --model-module)",
     )
     parser.add_argument("--arch", help="architecture of a published .ckpt (e.g. promptir)")
+    parser.add_argument(
+        "--data",
+        action="append",
+        metavar="KEY=VALUE",
+        help="data settings of a fresh model (fresh:MODEL, --model-module), e.g. pool_size=64",
+    )
+    parser.add_argument(
+        "--model-module",
+        metavar="FILE.py:FACTORY",
+        help="register your own model: FACTORY() in FILE.py returns the nn.Module "
+        "(name FILE.FACTORY; a .pth checkpoint of it then needs no --arch)",
+    )
     parser.add_argument(
         "--forget", action="append", metavar="TASK", help="degradation type to forget"
     )
@@ -486,14 +519,25 @@ def unlearn_command(args: argparse.Namespace) -> int:
     )
     what = "-".join(args.forget or [Path(args.split or "split").stem])
     out = args.out or f"runs/unlearn-{args.method}-{what}"
+    checkpoint, arch = args.checkpoint or "shipped:before", args.arch
+    if args.model_module:
+        from forgetir.models.external import register_module_factory
+
+        name = register_module_factory(args.model_module)
+        checkpoint, arch = args.checkpoint or f"fresh:{name}", arch or name
+    if args.data:
+        from forgetir.api import prepare_checkpoint
+
+        data = dict(parse_override(d) for d in args.data)
+        checkpoint = prepare_checkpoint(checkpoint, Path(out), args.seed, data=data)
     run_unlearn(
-        args.checkpoint,
+        checkpoint,
         out,
         opts,
         forget=args.forget,
         split=args.split,
         ut=args.ut,
-        arch=args.arch,
+        arch=arch,
         command=" ".join(["forgetir", *sys.argv[1:]]),
     )
     return 0

@@ -24,7 +24,12 @@ DATA = Path(__file__).parent / "data"
 TINY = [name for name in list_models() if name.endswith("-tiny")]
 FULL = [name for name in list_models() if not name.endswith("-tiny")]
 # Published parameter counts of the official architectures at their default arguments.
-PUBLISHED_PARAMS = {"promptir": 35_592_263, "adair": 28_784_824}
+PUBLISHED_PARAMS = {
+    "promptir": 35_592_263,
+    "adair": 28_784_824,
+    "moceir": 25_353_796,  # MoCE-IR, width 48
+    "moceir-s": 11_477_752,  # MoCE-IR-S, width 32
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,7 +59,9 @@ def _keys(name: str) -> list[tuple[str, tuple[int, ...]]]:
 
 def test_registry_has_tiny_and_full_models() -> None:
     assert {"promptir", "promptir-tiny", "adair", "adair-tiny"} <= set(list_models())
-    assert all(f"{name}-tiny" in TINY for name in FULL), "every full model needs a tiny variant"
+    # One tiny variant per family: moceir and moceir-s share moceir-tiny.
+    families = {name.split("-")[0] for name in FULL}
+    assert all(f"{f}-tiny" in TINY for f in families), "every model family needs a tiny variant"
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -40,6 +40,7 @@ from torch import nn
 from forgetir.config import ConfigError
 from forgetir.methods.base import Batch, MethodConfig, UnlearningMethod, gaussian_like, require
 from forgetir.methods.registry import register_method
+from forgetir.models.external import encode, encoder_parameters, has_encoder
 
 _NOISE_STATS = ("image", "batch")
 
@@ -78,14 +79,15 @@ class EncoderNoise(UnlearningMethod):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.needs_retain = self.cfg.w_r != 0
-        if not hasattr(self.model, "encode") or not hasattr(self.model, "encoder_parameters"):
+        if not has_encoder(self.model):
             raise TypeError(
-                f"encoder-noise needs a RestorationModel with encode() and encoder_parameters(); "
-                f"got {type(self.model).__name__}"
+                f"encoder-noise needs the model's encoder: encode() and encoder_parameters(), "
+                f"or a forgetir_encoder sub-module name (forgetir.models.external.set_encoder); "
+                f"got {type(self.model).__name__} with neither"
             )
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.model.encoder_parameters() if p.requires_grad]
+        return [p for p in encoder_parameters(self.model) if p.requires_grad]
 
     def _retain_inputs(self, batch: Batch | None) -> torch.Tensor:
         if self.cfg.proxy and batch is not None and "degraded" not in batch:
@@ -96,15 +98,15 @@ class EncoderNoise(UnlearningMethod):
         x_f = require(forget_batch, "degraded", self.name, "forget")
         noise = gaussian_like(x_f, self.generator, self.cfg.noise_stats)
         with torch.no_grad():
-            target_f = self.original.encode(noise)
-        forget = F.mse_loss(self.model.encode(x_f), target_f)
+            target_f = encode(self.original, noise)
+        forget = F.mse_loss(encode(self.model, x_f), target_f)
         loss = self.cfg.alpha * forget
         logs = {"forget_feat_mse": float(forget.detach())}
         if retain_batch is not None and self.cfg.w_r != 0:
             x_r = self._retain_inputs(retain_batch)
             with torch.no_grad():
-                target_r = self.original.encode(x_r)
-            retain = F.mse_loss(self.model.encode(x_r), target_r)
+                target_r = encode(self.original, x_r)
+            retain = F.mse_loss(encode(self.model, x_r), target_r)
             loss = loss + self.cfg.w_r * retain
             logs["retain_feat_mse"] = float(retain.detach())
         return {"loss": loss, **logs}

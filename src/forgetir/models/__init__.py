@@ -6,7 +6,7 @@ Example:
     True
 """
 
-from forgetir.models import adair, promptir  # noqa: F401  (registers the architectures)
+from forgetir.models import adair, moceir, promptir  # noqa: F401  (registers the architectures)
 from forgetir.models.base import RestorationModel
 from forgetir.models.registry import (
     create_model,

@@ -7,9 +7,54 @@ crash on sides that are not multiples of 8 cannot happen here.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class AuxLossMixin:
+    """For models whose training forwards add an auxiliary loss (a mixture-of-experts router's
+    balance loss): call :meth:`record_aux_loss` in ``forward``. Inside
+    :func:`collect_aux_losses` (the training engine wraps every step's loss in it) the terms
+    are collected and added to the step's loss; elsewhere they are dropped, so evaluation and
+    stray forwards keep no autograd graphs alive. Works on any ``nn.Module`` subclass.
+    """
+
+    _aux_sink: list[torch.Tensor] | None = None
+
+    def record_aux_loss(self, loss: torch.Tensor) -> None:
+        """Add ``loss`` (already weighted) to the current step's loss, if one is collecting."""
+        if self._aux_sink is not None:
+            self._aux_sink.append(loss)
+
+
+@contextlib.contextmanager
+def collect_aux_losses(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the auxiliary losses that ``model``'s sub-modules record during the block.
+
+    Example:
+        >>> class Net(AuxLossMixin, nn.Linear):
+        ...     def forward(self, x):
+        ...         self.record_aux_loss(x.abs().mean())
+        ...         return super().forward(x)
+        >>> net = Net(2, 2)
+        >>> with collect_aux_losses(net) as aux:
+        ...     _ = net(torch.ones(1, 2))
+        >>> [float(a) for a in aux]
+        [1.0]
+    """
+    sink: list[torch.Tensor] = []
+    owners = [m for m in model.modules() if isinstance(m, AuxLossMixin)]
+    for m in owners:
+        m._aux_sink = sink
+    try:
+        yield sink
+    finally:
+        for m in owners:
+            m._aux_sink = None
 
 
 class RestorationModel(nn.Module):

@@ -22,10 +22,15 @@ from forgetir.registry import Registry
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model: ``cls`` is a class or any factory returning an ``nn.Module``;
+    ``source`` says where a model from the user's code came from (see
+    :mod:`forgetir.models.external`) and is recorded in checkpoints so they can be rebuilt."""
+
     name: str
-    cls: type[nn.Module]
+    cls: Callable[..., nn.Module]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    source: dict[str, Any] | None = None
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
@@ -47,19 +52,28 @@ def register_model(
 
 
 def list_models() -> list[str]:
-    """Registered model names, sorted."""
+    """Registered model names, sorted (with those of installed ``forgetir.models`` plugins)."""
+    from forgetir.models.external import load_entry_points
+
+    load_entry_points()
     return MODELS.names()
 
 
 def get_entry(name: str) -> ModelEntry:
+    if name not in MODELS:
+        from forgetir.models.external import load_entry_points
+
+        load_entry_points()
     return MODELS.get(name)
 
 
 def model_args(name: str, **overrides: Any) -> dict[str, Any]:
     """The full constructor arguments ``create_model(name, **overrides)`` would use."""
     entry = get_entry(name)
-    params = inspect.signature(entry.cls.__init__).parameters
-    valid = [p for p in params if p != "self"]
+    target = entry.cls.__init__ if isinstance(entry.cls, type) else entry.cls
+    params = inspect.signature(target).parameters
+    plain = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    valid = [p for p in params if p != "self" and params[p].kind not in plain]
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise InvalidInputError(
@@ -78,6 +92,13 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     :func:`forgetir.checkpoint.save_model` can record how to rebuild it.
     """
     args = model_args(name, **overrides)
-    model = get_entry(name).cls(**args)
+    entry = get_entry(name)
+    model = entry.cls(**args)
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(
+            f"model {name!r}: its factory returned a {type(model).__name__}, not a torch.nn.Module"
+        )
     model.forgetir_spec = {"name": name, "args": args}
+    if entry.source is not None:
+        model.forgetir_spec["source"] = dict(entry.source)
     return model
