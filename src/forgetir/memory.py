@@ -12,7 +12,7 @@ The setting is process-wide, so only the command line applies it (model commands
 operating systems it does nothing and says so.
 
 Example:
-    >>> retain_freed_memory(False) in (True, False)
+    >>> retain_freed_memory() in (True, False)
     True
 """
 
