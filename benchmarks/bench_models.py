@@ -16,6 +16,10 @@ the kernel's high-water mark (``VmHWM`` in ``/proc/self/status``, reset first th
 measured in its own subprocess because freed memory stays in the allocator's arenas. Where
 ``/proc`` is missing (not Linux) the column shows ``ru_maxrss`` growth instead, marked ``*``.
 
+With ``--runtime`` the fast path also runs as forgetir's command line runs it (glibc told to
+keep freed memory, ``forgetir.memory``), in its own process, against the plain path in another
+process with the default allocator, steps alternated between the two processes.
+
 Example::
 
     PYTHONPATH=src python benchmarks/bench_models.py --models promptir-tiny --reps 3 --plain
@@ -115,6 +119,56 @@ def worker_time(name: str, plain: bool, size: int, reps: int, compile_: bool) ->
     return {"params": params, "times": times, "cpu": cpu, "warmup": warm}
 
 
+def stepper(name: str, plain: bool, size: int, retain: bool) -> None:
+    """A persistent worker: one timed step per ``step`` line on stdin, its times on stdout."""
+    if retain:
+        from forgetir.memory import retain_freed_memory
+
+        retain_freed_memory(True)
+    model = _build(name, plain, False)
+    x = _input(size)
+    _step(model, x)  # warm-up
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        t, c = time.perf_counter(), time.process_time()
+        _step(model, x)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
+
+
+def runtime_pair(args: argparse.Namespace, name: str) -> dict[str, dict[str, list[float]]]:
+    """Fast path as forgetir's command line runs it (freed memory retained, see
+    ``forgetir.memory``) against the plain path with the C library's default allocator, each
+    in its own process (the allocator setting is process-wide), steps alternated between them.
+    """
+    procs = {}
+    for key, plain, retain in (("fast", False, True), ("plain", True, False)):
+        job = {"name": name, "plain": plain, "size": args.size, "retain": retain}
+        cmd = [sys.executable, __file__, "--_stepper", json.dumps(job)]
+        cmd += ["--threads", str(args.threads)]
+        procs[key] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    out: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in procs}
+    try:
+        for proc in procs.values():
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for _ in range(args.reps):
+            for key, proc in procs.items():
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write("step\n")
+                proc.stdin.flush()
+                res = json.loads(proc.stdout.readline())
+                out[key]["wall"].append(res["wall"])
+                out[key]["cpu"].append(res["cpu"])
+    finally:
+        for proc in procs.values():
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait()
+    return out
+
+
 def _run_worker(args: argparse.Namespace, payload: dict) -> dict:
     cmd = [sys.executable, __file__, "--_worker", json.dumps(payload), "--threads"]
     cmd.append(str(args.threads))
@@ -133,9 +187,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--plain", action="store_true", help="also time the plain reference path")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path")
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument(
+        "--runtime",
+        action="store_true",
+        help="also time the fast path with forgetir's allocator setting against the plain path "
+        "with the default allocator (two processes, steps alternated)",
+    )
     p.add_argument("--_worker", help=argparse.SUPPRESS)
+    p.add_argument("--_stepper", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args._stepper:
+        stepper(**json.loads(args._stepper))
+        return
 
     if args._worker:
         job = json.loads(args._worker)
@@ -177,6 +241,16 @@ def main(argv: list[str] | None = None) -> None:
             mem = _run_worker(args, {"kind": "memory", **base, "plain": plain_path})
             row += f" {mem['mib']:8.0f}{'' if mem['exact'] else '*'}"
         print(row, flush=True)
+        if args.runtime:
+            pair = runtime_pair(args, name)
+            f_cpu, p_cpu = pair["fast"]["cpu"], pair["plain"]["cpu"]
+            f_wall, p_wall = pair["fast"]["wall"], pair["plain"]["wall"]
+            print(
+                f"{'':14s} runtime: fast+retained memory {med(f_wall):.2f} s ({med(f_cpu):.2f} "
+                f"cpu s) vs plain, default allocator {med(p_wall):.2f} s ({med(p_cpu):.2f} cpu s):"
+                f" {med(p_wall) / med(f_wall):.2f}x wall, {med(p_cpu) / med(f_cpu):.2f}x cpu",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

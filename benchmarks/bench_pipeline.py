@@ -1,16 +1,17 @@
-"""Training-pipeline throughput vs the tiny model's training-step rate (is data the bottleneck?).
+"""Training-pipeline throughput vs the tiny model's training and unlearning step rates.
 
 Pipeline: ``TaskPatchDataset`` on a dead-leaves pool (128x128 images), all five tasks, 64x64
 patches, batch 8, through ``make_train_loader`` with 0 and 1 DataLoader workers. The pool is
 generated first (its per-image cost is printed separately: it is paid once per image per
 process, then cached), so the pipeline figure is the steady state: crop, flip/rotation and the
-synthetic degradation. Model: ``promptir-tiny`` forward + L1 backward + AdamW step at batch 8
-on 64x64 patches. Prints samples/s of each and the ratio pipeline / model (above 1: the
-pipeline keeps up).
+synthetic degradation. Model: the shipped ``promptir-tiny`` BEFORE, a training step (forward,
+L1 backward, AdamW) and the demo's unlearning step (``accurate-forgetting``: forget and retain
+batches, Adam) at batch 8 on 64x64 patches, timed in turns. Prints samples/s of the pipeline,
+steps/s of both steps, and the ratio pipeline / training step (above 1: the pipeline keeps up).
 
 Run: PYTHONPATH=src python benchmarks/bench_pipeline.py [--batches 40] [--steps 10] [--threads 2]
 
-Wall-clock medians over a few repeats; on a shared machine compare the ratio.
+Wall-clock medians over a few repeats; on a shared machine compare the ratios.
 """
 
 from __future__ import annotations
@@ -38,27 +39,56 @@ def pipeline_rate(ds: TaskPatchDataset, batch: int, batches: int, workers: int) 
     return n / (time.perf_counter() - t0)
 
 
-def model_rate(batch: int, patch: int, steps: int) -> float:
-    """Samples/s of promptir-tiny training steps (forward, L1 backward, AdamW)."""
-    from forgetir.models import create_model
+def model_rates(batch: int, patch: int, steps: int) -> tuple[float, float]:
+    """Steps/s of a promptir-tiny training step and of an unlearning step, timed in turns.
 
-    model = create_model("promptir-tiny")
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=0.01)
+    Training: forward, L1 backward, AdamW (the ``cpu`` preset's optimizer). Unlearning: the
+    demo's step, ``accurate-forgetting`` (collapse target, 1:1:1) on a forget batch and a
+    retain batch of ``batch`` patches each (two forwards, one backward of the summed loss,
+    Adam). Both start from the shipped BEFORE model; steps alternate (train, unlearn, ...) so
+    that load from other processes hits both alike. Returns (train, unlearn) steps/s.
+    """
+    from forgetir.checkpoint import load_model
+    from forgetir.methods import create_method
+    from forgetir.shipped import resolve_checkpoint
+
+    def before() -> torch.nn.Module:
+        model = load_model(resolve_checkpoint("shipped:before"))
+        model.train()
+        return model
+
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, 3, patch, patch, generator=g)
-    y = torch.rand(batch, 3, patch, patch, generator=g)
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.l1_loss(model(x), y)
-        loss.backward()
-        opt.step()
+    def pair() -> dict:
+        clean = torch.rand(batch, 3, patch, patch, generator=g)
+        degraded = (0.6 * clean + 0.4 * torch.rand(batch, 3, 1, 1, generator=g)).clamp(0, 1)
+        return {"degraded": degraded, "clean": clean}
 
-    step()  # warm-up (allocations, first-call overheads)
-    t0 = time.perf_counter()
+    forget, retain = pair(), pair()
+    trained = before()
+    opt_t = torch.optim.AdamW(trained.parameters(), lr=1e-3, weight_decay=0.01)
+    unlearned = before()
+    method = create_method("accurate-forgetting", unlearned)
+    opt_u = torch.optim.Adam(unlearned.parameters(), lr=2e-4, betas=(0.9, 0.999))
+
+    def train_step() -> None:
+        opt_t.zero_grad(set_to_none=True)
+        torch.nn.functional.l1_loss(trained(retain["degraded"]), retain["clean"]).backward()
+        opt_t.step()
+
+    def unlearn_step() -> None:
+        opt_u.zero_grad(set_to_none=True)
+        method.loss(forget, retain)["loss"].backward()
+        opt_u.step()
+
+    times: dict[str, float] = {"train": 0.0, "unlearn": 0.0}
+    train_step(), unlearn_step()  # warm-up (allocations, first-call overheads)
     for _ in range(steps):
-        step()
-    return batch * steps / (time.perf_counter() - t0)
+        for key, fn in (("train", train_step), ("unlearn", unlearn_step)):
+            t0 = time.perf_counter()
+            fn()
+            times[key] += time.perf_counter() - t0
+    return steps / times["train"], steps / times["unlearn"]
 
 
 def main() -> None:
@@ -98,18 +128,21 @@ def main() -> None:
         rates[label] = statistics.median(runs)
         print(f"pipeline, {label:22s}: {rates[label]:8.1f} samples/s")
     torch.set_num_threads(args.threads)
-    try:
-        runs = [model_rate(args.batch, args.patch, args.steps) for _ in range(args.repeats)]
-    except ImportError as e:  # models not installed in this checkout
-        print(f"model step rate: unavailable ({e})")
-        return
-    model = statistics.median(runs)
+    runs = [model_rates(args.batch, args.patch, args.steps) for _ in range(args.repeats)]
+    train = statistics.median(r[0] for r in runs)
+    unlearn = statistics.median(r[1] for r in runs)
+    model = train * args.batch
     print(
-        f"promptir-tiny train step, batch {args.batch}: {model:8.1f} samples/s "
-        f"({model / args.batch:.2f} steps/s, {args.threads} threads)"
+        f"promptir-tiny (shipped BEFORE), batch {args.batch} of {args.patch}x{args.patch}, "
+        f"{args.threads} threads, steps alternated:"
+    )
+    print(f"  training step (L1, AdamW):                   {train:6.2f} steps/s")
+    print(
+        f"  unlearning step (accurate-forgetting, forget+retain batches, Adam): "
+        f"{unlearn:6.2f} steps/s ({unlearn / train:.2f}x the training step's rate)"
     )
     for label, r in rates.items():
-        print(f"ratio pipeline ({label}) / model: {r / model:.1f}x")
+        print(f"ratio pipeline ({label}) / training step: {r / model:.1f}x")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,27 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="accurate-forgetting", help="see `forgetir methods`")
     parser.add_argument("--target", default="collapse", choices=("collapse", "retrain-like"))
     parser.add_argument("--steps", type=int, default=60, help="unlearning steps (batch 8)")
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=256,
+        dest="max_side",
+        help="shrink the test photos to this longest side (default 256; smaller is faster)",
+    )
+    parser.add_argument(
+        "--relearn-steps",
+        type=int,
+        default=UnlearnOptions.relearn_steps,
+        dest="relearn_steps",
+        help="fine-tuning steps of the relearning test",
+    )
+    parser.add_argument(
+        "--ain-max-steps",
+        type=int,
+        default=UnlearnOptions.ain_max_steps,
+        dest="ain_max_steps",
+        help="most fine-tuning steps of the anamnesis index (AIN)",
+    )
     parser.add_argument("--out", help="run folder (default: runs/demo, runs/demo-2, ...)")
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: the cores free right now)"
@@ -59,6 +80,9 @@ def demo_command(args: argparse.Namespace) -> int:
         steps=args.steps,
         threads=args.threads,
         quiet=args.quiet,
+        test_max_side=args.max_side,
+        relearn_steps=args.relearn_steps,
+        ain_max_steps=args.ain_max_steps,
     )
     run_unlearn(
         "shipped:before",
@@ -66,7 +90,8 @@ def demo_command(args: argparse.Namespace) -> int:
         opts,
         forget=[args.forget],
         command=f"forgetir demo --forget {args.forget} --method {args.method} "
-        f"--target {args.target} --steps {args.steps}",
+        f"--target {args.target} --steps {args.steps} --max-side {args.max_side} "
+        f"--relearn-steps {args.relearn_steps} --ain-max-steps {args.ain_max_steps}",
     )
     paths = write_report(out)
     print(f"done in {time.time() - t0:.0f} s. Report: {Path(paths['html']).resolve()}")

@@ -189,6 +189,16 @@ class FrequencyModule(nn.Module):
             nn.Conv2d(max(1, dim // 8), 2, 1, bias=False),
         )
 
+    @property
+    def reference(self) -> bool:
+        """:func:`~forgetir.models.layers.set_reference_mode` switches this module to the
+        published FFT op sequence (``literal``) along with every other layer."""
+        return self.literal
+
+    @reference.setter
+    def reference(self, enabled: bool) -> None:
+        self.literal = enabled
+
     def split(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(high, low) frequency features of an image already resized to the feature size."""
         x = self.conv1(image)

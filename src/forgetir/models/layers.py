@@ -130,23 +130,29 @@ class Attention(nn.Module):
     def forward_last(self, y: torch.Tensor) -> torch.Tensor:
         """MDTA on a (B, H, W, C) tensor; returns (B, H, W, C)."""
         b, h, w, c = y.shape
-        heads = self.num_heads
+        heads, d = self.num_heads, c // self.num_heads
         # q, k and v each from their slice of the weights: splitting one 3C-channel tensor
         # would cost a stack and a layout copy of its gradient in the backward pass.
         q, k, v = (
-            _depthwise(self.qkv_dwconv, _pointwise(self.qkv, y, rows), rows)
-            .reshape(b, h * w, heads, c // heads)
-            .permute(0, 2, 3, 1)  # (B, heads, C/heads, HW) view
+            _depthwise(self.qkv_dwconv, _pointwise(self.qkv, y, rows), rows).reshape(b, h * w, c)
             for rows in (slice(0, c), slice(c, 2 * c), slice(2 * c, 3 * c))
         )
+        q, k = (t.reshape(b, h * w, heads, d).permute(0, 2, 3, 1) for t in (q, k))
         # Normalising the small score matrix equals normalising q and k (as published), but
         # touches (C/heads)^2 numbers instead of two (C/heads, HW) maps, forward and backward.
         qn = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(1e-12)
         kn = torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(1e-12)
         attn = (q @ k.transpose(-2, -1)) * (self.temperature / (qn * kn.transpose(-2, -1)))
-        # out^T = v^T attn^T comes out as (B, heads, HW, C/heads): channels last already.
-        out = v.transpose(-2, -1) @ attn.softmax(dim=-1).transpose(-2, -1)
-        return _pointwise(self.project_out, out.transpose(1, 2).reshape(b, h, w, c))
+        attn = attn.softmax(dim=-1)  # (B, heads, d, d)
+        # project_out(attn @ v) = (W_o blockdiag(attn)) v: fold the (C, C) output projection
+        # into the small attention matrices first, so one (HW, C) x (C, C) product replaces two
+        # (attn @ v, then the projection): a third fewer big products forward and backward.
+        w_o = self.project_out.weight.reshape(c, heads, d)
+        mixed = torch.einsum("ohi,bhij->bohj", w_o, attn).reshape(b, c, c)  # (B, C_out, C_in)
+        out = torch.bmm(v, mixed.transpose(1, 2))
+        if self.project_out.bias is not None:
+            out = out + self.project_out.bias
+        return out.reshape(b, h, w, c)
 
     def _reference(self, x: torch.Tensor) -> torch.Tensor:
         # The published op sequence: chunk, per-tensor head split, attention, merge.
