@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from forgetir.config import ConfigError
+from forgetir.errors import DeviceError
 from forgetir.runtime import (
     get_rng_state,
     init_distributed,
@@ -32,7 +33,7 @@ def test_device_and_precision_choices_on_cpu(monkeypatch):
     assert resolve_device("cpu").type == "cpu"
     assert resolve_precision("auto", torch.device("cpu")) == (None, False)
     assert resolve_precision("bf16", torch.device("cpu")) == (torch.bfloat16, False)
-    with pytest.raises(ConfigError, match="valid: auto, cpu, cuda"):
+    with pytest.raises(DeviceError, match="valid: auto, cpu, cuda"):
         resolve_device("tpu")
     with pytest.raises(ConfigError, match="valid: auto, fp32, bf16, fp16"):
         resolve_precision("fp8", torch.device("cpu"))

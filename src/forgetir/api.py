@@ -150,8 +150,6 @@ def unlearn_model(
         raise InvalidInputError(f"unknown option(s) {unknown}; valid: {', '.join(sorted(valid))}")
     tasks = [forget] if isinstance(forget, str) else list(forget) if forget else None
     run_dir = Path(out or f"runs/unlearn-{method}-{'-'.join(tasks or ['split'])}")
-    if (run_dir / "run.json").exists():
-        raise FileExistsError(f"{run_dir} already holds an unlearning run; choose another out")
     own = copy.deepcopy(model).eval()  # never touch the caller's module
     if encoder is not None:
         set_encoder(own, encoder)
@@ -164,8 +162,6 @@ def unlearn_model(
             ut = copy.deepcopy(ut)
             set_condition(ut, argument, value)
     register_instance(own, factory)
-    seed = int((options or {}).get("seed", 0))
-    before = prepare_checkpoint(own, run_dir, seed, data=data)
     opts = UnlearnOptions(
         method=method,
         target=target,
@@ -177,8 +173,9 @@ def unlearn_model(
         quiet=quiet,
         **(options or {}),
     )
+    # run_unlearn saves the live module into the run (with the data it is said to know).
     run = run_unlearn(
-        before, run_dir, opts, forget=tasks, split=split, ut=ut, command="forgetir.unlearn"
+        own, run_dir, opts, forget=tasks, split=split, ut=ut, command="forgetir.unlearn", data=data
     )
     state = safetensors.torch.load_file(str(run_dir / "model.safetensors"))
     own.load_state_dict(state)

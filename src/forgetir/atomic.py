@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from forgetir.errors import ForgetirError, OutputPathError
+
 
 def temp_path(path: str | Path) -> Path:
     """A new empty temporary file beside ``path`` with the mode ``open`` would give it."""
@@ -56,12 +58,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         ['x.bin']
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(path)
+    except OSError as e:
+        raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from e
     try:
         yield tmp
         fsync_file(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, ForgetirError):
+            raise
+        raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -78,3 +88,73 @@ def atomic_json(path: str | Path, obj: Any, indent: int = 2, **dump_kwargs: Any)
     """``json.dumps(obj)`` written atomically, with a final newline."""
     text = json.dumps(obj, indent=indent, ensure_ascii=False, **dump_kwargs)
     return atomic_write(path, text + "\n")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """The nearest of ``path`` and its parents that exists (``path`` itself included)."""
+    anc = path
+    while not anc.exists() and not anc.is_symlink() and anc != anc.parent:
+        anc = anc.parent
+    return anc
+
+
+def _check_can_create_in(start: Path, path: Path, what: str) -> None:
+    """Probe that ``start`` (a folder to create or write in) can hold ``path``'s output."""
+    anc = _existing_ancestor(start)
+    if not anc.is_dir():
+        raise OutputPathError(
+            f"{what} {path}: {anc} is not a folder, so nothing can be written under it"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(dir=anc, prefix=".forgetir-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputPathError(f"{what} {path}: cannot write in {anc} ({e.strerror or e})") from e
+
+
+def check_output_dir(path: str | Path, what: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that cannot be made or written: a file (or a
+    broken symlink) in its place, a file among its parents, no write permission. Creates nothing.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     f = pathlib.Path(d, "f"); _ = f.write_text("x")
+        ...     try:
+        ...         check_output_dir(f / "run")
+        ...     except OutputPathError as e:
+        ...         print(str(e).replace(d, "D"))
+        --out D/f/run: D/f is not a folder, so nothing can be written under it
+    """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise OutputPathError(f"{what} {path} is a broken or looping symlink")
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{what} {path} is a file; give a folder")
+    _check_can_create_in(path, path, what)
+    return path
+
+
+def check_output_file(path: str | Path, what: str = "--out") -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder in its place,
+    a file among its parents, no write permission. Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{what} {path} is a folder; give a file name")
+    if path.is_symlink() and not path.exists():
+        raise OutputPathError(f"{what} {path} is a broken or looping symlink")
+    _check_can_create_in(path.parent, path, what)
+    return path
+
+
+def remove_orphan_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) that a killed atomic write left in
+    ``folder``; returns them. Call only where no other process is writing the folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    orphans = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for p in orphans:
+        p.unlink(missing_ok=True)
+    return orphans

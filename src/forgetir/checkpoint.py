@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from forgetir.atomic import fsync_file, temp_path
-from forgetir.errors import InputFileError
+from forgetir.errors import InputFileError, MissingInputError
 from forgetir.models.registry import create_model, list_models
 
 FORMAT = "forgetir-checkpoint"
@@ -77,6 +77,9 @@ RESERVED_KEYS = frozenset(
     }
 )
 _MAX_LISTED_KEYS = 10
+# A safetensors header (JSON: name, dtype, shape, offsets of each tensor) larger than this is
+# refused before it is parsed: promptir's is 60 KB; 16 MiB is room for ~150,000 tensors.
+MAX_HEADER_BYTES = 16 << 20
 
 
 class CheckpointError(InputFileError):
@@ -115,8 +118,9 @@ def _save_targets(path: str | Path) -> tuple[Path, Path]:
     )
 
 
-def _weights_file(path: str | Path) -> Path:
-    """The weights file a user path points at (a directory, a sidecar or the file itself)."""
+def weights_file(path: str | Path) -> Path:
+    """The weights file a user path points at (a directory, a sidecar or the file itself);
+    an error naming the path when there is none, so that commands can check it before work."""
     p = Path(path)
     if p.is_dir():
         weights = p / WEIGHTS_NAME
@@ -132,7 +136,7 @@ def _weights_file(path: str | Path) -> Path:
     if p.suffix == ".json":
         p = p.with_suffix(".safetensors")
     if not p.exists():
-        raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
+        raise MissingInputError(f"checkpoint {str(p)!r} does not exist")
     valid = (".safetensors", *TORCH_SUFFIXES)
     if p.suffix not in valid:
         raise CheckpointError(
@@ -191,7 +195,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     if p.suffix == ".json" and not p.is_dir():
         sidecar = p
     else:
-        weights = _weights_file(p)
+        weights = weights_file(p)
         if weights.suffix != ".safetensors":
             raise CheckpointError(
                 f"{str(weights)!r} is a PyTorch checkpoint; only forgetir .safetensors "
@@ -199,7 +203,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
             )
         sidecar = _sidecar_for(weights)
     if not sidecar.is_file():
-        raise FileNotFoundError(f"sidecar {str(sidecar)!r} does not exist")
+        raise MissingInputError(f"sidecar {str(sidecar)!r} does not exist")
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -233,7 +237,7 @@ def _parent_record(parent: str | Path | None, model: nn.Module) -> dict[str, str
         if isinstance(source, Mapping) and "path" in source and "sha256" in source:
             return {"path": str(source["path"]), "sha256": str(source["sha256"])}
         return None
-    weights = _weights_file(parent)
+    weights = weights_file(parent)
     return {"path": str(parent), "sha256": sha256_file(weights)}
 
 
@@ -452,16 +456,21 @@ def _listing(keys: list[str]) -> str:
     return f"{len(keys)}: {shown}{more}"
 
 
-def _load_into(
-    model: nn.Module, state: dict[str, torch.Tensor], file: Path, arch: str, strict: bool
+def _check_fit(
+    expected: Mapping[str, tuple[int, ...]],
+    found: Mapping[str, tuple[int, ...]],
+    file: Path,
+    arch: str,
+    strict: bool,
 ) -> tuple[list[str], list[str]]:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
+    """Compare the tensor shapes a model expects with those a file holds (no data read);
+    returns (missing, unexpected) keys, or refuses what can never load."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
     shapes = [
-        f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+        f"{k} (file {tuple(found[k])}, model {tuple(expected[k])})"
         for k in expected
-        if k in state and state[k].shape != expected[k].shape
+        if k in found and tuple(found[k]) != tuple(expected[k])
     ]
     problems = []
     if strict and missing:
@@ -474,14 +483,72 @@ def _load_into(
         raise CheckpointError(
             f"weights in {str(file)!r} do not fit architecture {arch!r}: " + "; ".join(problems)
         )
+    return missing, unexpected
+
+
+def _shapes(tensors: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in tensors.items()}
+
+
+def _load_into(
+    model: nn.Module, state: dict[str, torch.Tensor], file: Path, arch: str, strict: bool
+) -> tuple[list[str], list[str]]:
+    expected = model.state_dict()
+    missing, unexpected = _check_fit(_shapes(expected), _shapes(state), file, arch, strict)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise CheckpointError(
+            f"weights in {str(file)!r} contain NaN or infinite values (in {_listing(bad)}): "
+            "the model that saved them had diverged; use an earlier checkpoint"
+        )
     # copy_ inside load_state_dict casts float16 files back to the model's float32.
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
     return missing, unexpected
 
 
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors header, read without the tensors' data; a
+    header larger than :data:`MAX_HEADER_BYTES` or the file itself is refused unparsed."""
+    bad = f"{str(weights)!r} is not a readable safetensors file"
+    try:
+        with open(weights, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{bad} ({size} bytes: shorter than its header length)")
+            n = int.from_bytes(head, "little")
+            if n > min(MAX_HEADER_BYTES, size - 8):
+                raise CheckpointError(
+                    f"{bad}: its header claims {n:,} bytes (file: {size:,} bytes; forgetir reads "
+                    f"headers of at most {MAX_HEADER_BYTES:,} bytes)"
+                )
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        raise CheckpointError(f"{bad} ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{bad}: its header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{bad}: its header is not a JSON object")
+    shapes = {}
+    for key, rec in header.items():
+        if key == "__metadata__":
+            continue
+        shape = rec.get("shape") if isinstance(rec, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
+            raise CheckpointError(f"{bad}: tensor {key!r} has no valid shape in the header")
+        shapes[key] = tuple(shape)
+    return shapes
+
+
 def _build(
-    arch: str, args: Mapping[str, Any], file: Path, source: Mapping[str, Any] | None = None
+    arch: str,
+    args: Mapping[str, Any],
+    file: Path,
+    source: Mapping[str, Any] | None = None,
+    device: str | None = None,
 ) -> nn.Module:
+    """``create_model(arch, **args)``, refusing (naming ``file``) what cannot be built;
+    ``device="meta"`` builds it without allocating (to check shapes before the real build)."""
     if source is not None:  # the user's own model: re-register it from its recorded source
         from forgetir.models.external import ensure_registered
 
@@ -492,9 +559,12 @@ def _build(
             f"{str(file)!r}: unknown architecture {arch!r}; valid choices: {', '.join(valid)}"
         )
     try:
-        return create_model(arch, **args)
-    except TypeError as exc:
-        raise CheckpointError(f"{str(file)!r}: cannot build {arch!r}: {exc}") from None
+        with torch.device(device) if device else contextlib.nullcontext():
+            return create_model(arch, **args)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{str(file)!r}: cannot build {arch!r} from {dict(args)}: {exc}"
+        ) from None
 
 
 def load_model(
@@ -524,7 +594,7 @@ def load_model(
         ...     load_model(d).forgetir_spec["name"]
         'adair-tiny'
     """
-    weights = _weights_file(path)
+    weights = weights_file(path)
     meta: dict[str, Any]
     if weights.suffix == ".safetensors":
         sidecar = _sidecar_for(weights)
@@ -555,7 +625,8 @@ def load_model(
                 "sha256": sha256_file(weights),
                 "source_format": "safetensors",
             }
-        state = _read_safetensors(weights)
+        found = _header_shapes(weights)  # a huge or broken header is refused unparsed
+        state = None
     else:
         if arch is None:
             raise CheckpointError(
@@ -567,8 +638,22 @@ def load_model(
         sha = sha256_file(weights)
         state, info = _extract_state_dict(_read_torch(weights), weights)
         meta = {"arch": arch, "args": {}, "sha256": sha, **info}
+        found = _shapes(state)
 
-    model = _build(meta["arch"], {**meta["args"], **overrides}, weights, meta.get("model_source"))
+    args = {**meta["args"], **overrides}
+    source = meta.get("model_source")
+    # The model the arguments describe, built without memory, must fit the file's tensors
+    # before anything is allocated: a sidecar cannot make forgetir build a huge model.
+    _check_fit(
+        _shapes(_build(meta["arch"], args, weights, source, "meta").state_dict()),
+        found,
+        weights,
+        meta["arch"],
+        strict,
+    )
+    if state is None:
+        state = _read_safetensors(weights)
+    model = _build(meta["arch"], args, weights, source)
     if isinstance(meta.get("model_encoder"), str):
         model.forgetir_encoder = meta["model_encoder"]
     cond = meta.get("model_condition")

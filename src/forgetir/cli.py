@@ -167,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         # --quiet silences every progress display of the command, library calls included.
         with quiet_scope(bool(getattr(args, "quiet", False))):
             return int(command(args) or 0)
-    except (ForgetirError, ValueError, KeyError, FileNotFoundError, FileExistsError) as e:
-        # Input errors carry a message naming the bad file/option and the valid choices.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"forgetir {args.command}: error: {msg}", file=sys.stderr)
+    except ForgetirError as e:
+        # forgetir's own errors (bad input, bad state) carry a message naming the bad file or
+        # option and the valid choices: one line, exit code 2. Anything else is a bug and
+        # keeps its traceback.
+        message = " ".join(str(e).split("\n"))
+        print(f"forgetir {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

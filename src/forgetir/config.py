@@ -13,8 +13,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,102 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid interval of a numeric field; ``str()`` says it the way error messages do.
+
+    Example:
+        >>> str(Range(0, lo_open=True)), str(Range(0, 1, hi_open=True)), Range(1).contains(0)
+        ('> 0', 'in [0, 1)', False)
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+        return f"in {left}{self.lo:g}, {self.hi:g}{right}"
+
+
+POSITIVE = Range(0, lo_open=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+UNIT = Range(0, 1, hi_open=True)  # [0, 1): betas, momentum
+
+# Numeric fields whose value must lie in a range (None, where a field allows it, always does);
+# checked when a config is built, with the range in the message. Dataclasses outside the run
+# config (method configs, unlearning options) declare theirs as a ``RANGES`` class attribute.
+RANGES: dict[str, Range] = {
+    "data.patch_size": Range(8),
+    "data.pool_size": AT_LEAST_ONE,
+    "data.pool_seed": NON_NEGATIVE,
+    "data.image_size": Range(8),
+    "data.workers": NON_NEGATIVE,
+    "data.test_max_side": Range(16),
+    "optim.lr": POSITIVE,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.betas": UNIT,
+    "optim.momentum": UNIT,
+    "optim.warmup_steps": NON_NEGATIVE,
+    "optim.min_lr": NON_NEGATIVE,
+    "optim.decay_steps": AT_LEAST_ONE,
+    "optim.grad_clip": POSITIVE,
+    "train.steps": AT_LEAST_ONE,
+    "train.batch_size": AT_LEAST_ONE,
+    "train.seed": NON_NEGATIVE,
+    "train.eval_every": NON_NEGATIVE,
+    "train.ckpt_every": NON_NEGATIVE,
+    "train.log_every": NON_NEGATIVE,
+    "train.threads": AT_LEAST_ONE,
+    "train.guard_every": AT_LEAST_ONE,
+}
+
+
+def check_range(key: str, value: Any, valid: Range | None) -> None:
+    """Raise ConfigError naming ``key`` and the valid range when ``value`` (a number, or a list
+    of numbers) lies outside ``valid``; ``None`` passes."""
+    if valid is None or value is None:
+        return
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, int | float) and not isinstance(v, bool) and not valid.contains(v):
+            raise ConfigError(f"{key}={v!r} is out of range; valid: {valid}")
+
+
+def check_fields(obj: Any, name: Callable[[str], str] = lambda field: field) -> Any:
+    """Check every field of dataclass ``obj`` against its class's ``RANGES`` and against
+    non-finite numbers; ``name`` turns a field name into the one messages use (an option).
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Opts:
+        ...     RANGES = {"steps": AT_LEAST_ONE}
+        ...     steps: int = 0
+        >>> check_fields(Opts(), lambda f: "--" + f)
+        Traceback (most recent call last):
+        ...
+        forgetir.config.ConfigError: --steps=0 is out of range; valid: >= 1
+    """
+    ranges = getattr(type(obj), "RANGES", {})
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name(f.name)}: must be a finite number, got {value}")
+        check_range(name(f.name), value, ranges.get(f.name))
+    return obj
+
+
 # Fields whose value must be one of a fixed set; checked when a config is built.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.part": ("forget", "retain", "train"),
@@ -149,6 +247,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key}: must be a finite number, got {value}")
             return float(value)
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is str:
@@ -183,6 +283,8 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
                 raise ConfigError(
                     f"{prefix}{name}: invalid value {kwargs[name]!r}; valid: {', '.join(choices)}"
                 )
+            valid = RANGES.get(prefix + name) or getattr(cls, "RANGES", {}).get(name)
+            check_range(prefix + name, kwargs[name], valid)
     return cls(**kwargs)
 
 
@@ -196,9 +298,11 @@ def list_presets() -> list[str]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

@@ -15,16 +15,14 @@ import argparse
 import time
 from pathlib import Path
 
-from forgetir.unlearn import UnlearnOptions, run_unlearn
+from forgetir.unlearn import add_options, options_from_args, run_unlearn
 
 DEMO_FORGET = ("dehaze", "derain", "denoise")
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forget", default="dehaze", choices=DEMO_FORGET)
-    parser.add_argument("--method", default="accurate-forgetting", help="see `forgetir methods`")
-    parser.add_argument("--target", default="collapse", choices=("collapse", "retrain-like"))
-    parser.add_argument("--steps", type=int, default=60, help="unlearning steps (batch 8)")
+    add_options(parser, ("method", "target", "steps", "relearn_steps", "ain_max_steps"))
     parser.add_argument(
         "--max-side",
         type=int,
@@ -32,25 +30,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         dest="max_side",
         help="shrink the test photos to this longest side (default 256; smaller is faster)",
     )
-    parser.add_argument(
-        "--relearn-steps",
-        type=int,
-        default=UnlearnOptions.relearn_steps,
-        dest="relearn_steps",
-        help="fine-tuning steps of the relearning test",
-    )
-    parser.add_argument(
-        "--ain-max-steps",
-        type=int,
-        default=UnlearnOptions.ain_max_steps,
-        dest="ain_max_steps",
-        help="most fine-tuning steps of the anamnesis index (AIN)",
-    )
     parser.add_argument("--out", help="run folder (default: runs/demo, runs/demo-2, ...)")
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: the cores free right now)"
-    )
-    parser.add_argument("--quiet", action="store_true")
+    add_options(parser, ("threads", "quiet"))
 
 
 def _fresh(base: Path) -> Path:
@@ -74,16 +55,7 @@ def demo_command(args: argparse.Namespace) -> int:
         f"{args.method} (target: {args.target}); writing {out} "
         f"(torch threads: {torch.get_num_threads()})"
     )
-    opts = UnlearnOptions(
-        method=args.method,
-        target=args.target,
-        steps=args.steps,
-        threads=args.threads,
-        quiet=args.quiet,
-        test_max_side=args.max_side,
-        relearn_steps=args.relearn_steps,
-        ain_max_steps=args.ain_max_steps,
-    )
+    opts = options_from_args(args, test_max_side=args.max_side)
     run_unlearn(
         "shipped:before",
         out,

@@ -71,8 +71,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from forgetir.atomic import atomic_path, atomic_write
-from forgetir.config import ConfigError, OptimConfig, TrainConfig
+from forgetir.atomic import atomic_path, atomic_write, remove_orphan_temps
+from forgetir.config import AT_LEAST_ONE, ConfigError, OptimConfig, TrainConfig, check_range
+from forgetir.errors import MissingInputError, RunExistsError
 from forgetir.models.base import collect_aux_losses
 from forgetir.progress import Progress
 from forgetir.runtime import (
@@ -283,6 +284,26 @@ class CsvLog:
             csv.DictWriter(f, self.fields(), restval="").writerow(row)
 
 
+def _tb_tag(key: str) -> str:
+    return key if "/" in key else f"train/{key}"
+
+
+def _tensorboard(folder: Path, rows: list[dict[str, str]]) -> Any:
+    """A TensorBoard writer on ``folder`` holding one event file: a resumed run's earlier
+    values are replayed from ``log.csv`` (``rows``, already cut at the resumed step) into it
+    and the event files of earlier segments removed, so no step is ever recorded twice."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for old in folder.glob("events.out.tfevents.*"):
+        old.unlink()
+    writer = SummaryWriter(str(folder))
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("step", "time") and value not in ("", None):
+                writer.add_scalar(_tb_tag(key), float(value), int(row["step"]))
+    return writer
+
+
 @dataclass
 class FitResult:
     """What :meth:`Engine.fit` did."""
@@ -355,7 +376,8 @@ class Engine:
         self.meta = dict(meta or {})
         self.quiet, self.label = quiet, label
         self.find_unused_parameters = find_unused_parameters
-        if train.threads:
+        if train.threads is not None:
+            check_range("train.threads", train.threads, AT_LEAST_ONE)
             torch.set_num_threads(train.threads)
         self.dist = init_distributed(train.device)
         self.device = resolve_device(train.device, self.dist.local_rank)
@@ -403,9 +425,9 @@ class Engine:
         if resume or out is None:
             return
         if any((out / n).exists() for n in (WEIGHTS_NAME, RESUME_NAME, RESUME_NEXT_NAME)):
-            raise FileExistsError(
-                f"{out} already holds a run ({WEIGHTS_NAME}); pass resume=True (--resume) to "
-                "continue it, or choose another output directory"
+            raise RunExistsError(
+                f"{out} already holds a run ({WEIGHTS_NAME}); pass --resume to continue it, or "
+                "choose another output directory"
             )
 
     def barrier(self) -> None:
@@ -511,7 +533,7 @@ class Engine:
 
     def _read_resume(self) -> dict[str, Any] | None:
         """The resume state and weights on rank 0's disk, or None when there is no checkpoint."""
-        from forgetir.checkpoint import read_sidecar, sha256_file
+        from forgetir.checkpoint import CheckpointError, read_sidecar, sha256_file
 
         if self.out_dir is None:
             return None
@@ -520,14 +542,14 @@ class Engine:
         if not weights.is_file():
             return None  # killed before the first checkpoint: start afresh
         if not any(c.is_file() for c in candidates):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"cannot resume in {self.out_dir}: it holds {WEIGHTS_NAME} but no {RESUME_NAME} "
                 "(optimizer and RNG state); start a new output directory, or train from those "
                 "weights with model.checkpoint=..."
             )
         sidecar = read_sidecar(self.out_dir / SIDECAR_NAME)
         if sha256_file(weights) != sidecar["sha256"]:
-            raise RuntimeError(
+            raise CheckpointError(
                 f"{weights} does not match the sha256 in {self.out_dir / SIDECAR_NAME}: the "
                 "checkpoint is damaged; cannot resume"
             )
@@ -540,13 +562,13 @@ class Engine:
             except Exception as exc:  # a damaged pending file is simply not a candidate
                 warnings.warn(f"ignoring unreadable {cand}: {exc}", stacklevel=2)
                 continue
-            if loaded.get("format") != RESUME_FORMAT:
-                raise RuntimeError(f"{cand} is not a forgetir resume file")
+            if not isinstance(loaded, dict) or loaded.get("format") != RESUME_FORMAT:
+                raise CheckpointError(f"{cand} is not a forgetir resume file; cannot resume")
             if loaded["step"] == sidecar.get("step"):
                 state = loaded
                 break
         if state is None:
-            raise RuntimeError(
+            raise CheckpointError(
                 f"the weights in {weights} (step {sidecar.get('step')}) have no matching resume "
                 f"state in {self.out_dir}; cannot resume exactly (start a new --out directory)"
             )
@@ -676,11 +698,10 @@ class Engine:
         writer = log = None
         if self.is_main and out is not None:
             out.mkdir(parents=True, exist_ok=True)
+            remove_orphan_temps(out)  # left by a save that was killed half-way
             log = CsvLog(out / LOG_NAME, resume_step=start if resumed_from is not None else None)
             if tc.tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                writer = SummaryWriter(str(out / "tb"), purge_step=start if start else None)
+                writer = _tensorboard(out / "tb", log.rows)
 
         progress = Progress(total, start, self.is_main and not self.quiet, self.label)
         t0 = time.perf_counter()
@@ -810,7 +831,7 @@ class Engine:
                     log.write({"step": step, **row, "time": elapsed()})
                 if row and writer is not None:
                     for k, v in row.items():
-                        writer.add_scalar(k if "/" in k else f"train/{k}", v, step)
+                        writer.add_scalar(_tb_tag(k), v, step)
                 if tc.ckpt_every and step % tc.ckpt_every == 0 and step < total:
                     self.save_checkpoint(step, elapsed(), skipped)
                 if "loss" in last_logs:

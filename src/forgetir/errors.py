@@ -46,9 +46,21 @@ class InputFileError(ForgetirError, ValueError):
     """A file or folder given as input is missing, unreadable, corrupt or of the wrong kind."""
 
 
+class MissingInputError(InputFileError, FileNotFoundError):
+    """A file or folder given as input does not exist (also a ``FileNotFoundError``)."""
+
+
 class OutputPathError(ForgetirError, OSError):
     """An output path that cannot be written (a file where a folder is needed, no permission...)."""
 
 
+class RunExistsError(OutputPathError, FileExistsError):
+    """The output folder already holds a run (or other files) that a new run would overwrite."""
+
+
 class IntegrityError(ForgetirError, ValueError):
     """A file whose recorded SHA-256 no longer matches: the run folder changed after the fact."""
+
+
+class DeviceError(ForgetirError, ValueError):
+    """A device that is unknown or not available here (``--device cuda`` on a CPU-only torch)."""

@@ -307,7 +307,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "checkpoints",
         nargs="+",
         metavar="CHECKPOINT",
-        help="forgetir checkpoints (.safetensors or run folders) or published .ckpt files",
+        help="forgetir checkpoints (.safetensors, run folders or shipped:NAME, e.g. "
+        "shipped:before) or published .ckpt files",
     )
     parser.add_argument("--arch", help="architecture of .ckpt/.pth files (e.g. promptir, adair)")
     parser.add_argument(
@@ -333,6 +334,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 def _row_names(paths: Sequence[str]) -> list[str]:
     names = []
     for p in paths:
+        if p.startswith("shipped:"):
+            names.append(p.removeprefix("shipped:"))
+            continue
         path = Path(p)
         name = path.parent.name if path.stem == "model" else path.stem
         names.append(name or str(path))
@@ -343,18 +347,30 @@ def _row_names(paths: Sequence[str]) -> list[str]:
 
 def eval_command(args: argparse.Namespace) -> int:
     """``forgetir eval``: print the table (degraded-input row first); ``--out`` writes JSON."""
-    from forgetir.checkpoint import load_model
+    from forgetir.atomic import check_output_file
+    from forgetir.checkpoint import load_model, weights_file
     from forgetir.data.testsets import build_test_sets
+    from forgetir.errors import InvalidInputError
+    from forgetir.runtime import resolve_device
+    from forgetir.shipped import resolve_checkpoint
 
+    # Every option is checked before any model is loaded or image read.
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise InvalidInputError(f"--batch-size={args.batch_size} is out of range; valid: >= 1")
+    if args.max_side < 0:
+        raise InvalidInputError(f"--max-side={args.max_side} is out of range; valid: >= 0")
+    device = resolve_device(args.device, option="--device")
+    paths = [resolve_checkpoint(c) for c in args.checkpoints]
+    for path in paths:
+        weights_file(path)  # a missing checkpoint is named before any work
+    if args.out:
+        check_output_file(args.out)
     max_side = args.max_side if args.max_side and args.max_side > 0 else None
     sets = build_test_sets(args.test_set, args.tasks, max_side, args.root, seed=args.seed)
-    device = _device(args.device)
     rows: dict[str, dict[str, Metrics]] = {
         INPUT_ROW: evaluate_degraded_input(sets, args.protocol, args.batch_size)
     }
-    for name, path in zip(_row_names(args.checkpoints), args.checkpoints, strict=True):
+    for name, path in zip(_row_names(args.checkpoints), paths, strict=True):
         model = load_model(path, arch=args.arch, map_location=device)
         rows[name] = evaluate_model(
             model, sets, args.protocol, device, args.batch_size, label=f"evaluate {name}"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from forgetir.atomic import atomic_write
+from forgetir.errors import InputFileError
 from forgetir.progress import Progress, is_quiet
 
 ROW_NAMES = {"input": "degraded input"}
@@ -292,11 +293,11 @@ def mia_figure(verify: Mapping[str, Any]) -> bytes | None:
 
 def sweep_points(sweeps: Any) -> dict[str, list[tuple[Any, dict[str, float]]]]:
     if not isinstance(sweeps, list):
-        raise ValueError("sweeps.json must hold a list of {param, value, psnr: {task: dB}}")
+        raise InputFileError("sweeps.json must hold a list of {param, value, psnr: {task: dB}}")
     by_param: dict[str, list[tuple[Any, dict[str, float]]]] = {}
     for i, e in enumerate(sweeps):
         if not isinstance(e, Mapping) or "param" not in e or "value" not in e:
-            raise ValueError(f"sweeps.json entry {i} lacks 'param' or 'value'")
+            raise InputFileError(f"sweeps.json entry {i} lacks 'param' or 'value'")
         scores = e.get("psnr") if isinstance(e.get("psnr"), Mapping) else e
         vals = {
             str(t): float(v)

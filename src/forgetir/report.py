@@ -58,6 +58,7 @@ import numpy as np
 import torch
 
 from forgetir.atomic import atomic_write
+from forgetir.errors import InputFileError, MissingInputError
 from forgetir.figures import (
     ROW_NAMES,
     column,
@@ -145,7 +146,7 @@ def _read_log(path: Path) -> dict[str, list[float]]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or "step" not in reader.fieldnames:
-            raise ValueError(f"{path} has no 'step' column (columns: {reader.fieldnames})")
+            raise InputFileError(f"{path} has no 'step' column (columns: {reader.fieldnames})")
         cols: dict[str, list[tuple[float, float]]] = {c: [] for c in reader.fieldnames}
         for row in reader:
             step = num(row.get("step"))
@@ -228,25 +229,25 @@ def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any])
 
 def _load(run_dir: Path) -> dict[str, Any]:
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+        raise MissingInputError(f"run directory {run_dir} does not exist")
     missing = [n for n in REQUIRED_FILES if not (run_dir / n).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"run directory {run_dir} lacks {', '.join(missing)} (a report needs "
             f"{', '.join(REQUIRED_FILES)}; see forgetir.report's docstring for the layout)"
         )
     run = read_json(run_dir, "run.json")
     if not isinstance(run, Mapping):
-        raise ValueError(f"{run_dir / 'run.json'} must hold a JSON object")
+        raise InputFileError(f"{run_dir / 'run.json'} must hold a JSON object")
     lacking = [k for k in ("method", "parent") if k not in run]
     if lacking:
-        raise ValueError(f"{run_dir / 'run.json'} lacks required key(s) {', '.join(lacking)}")
+        raise InputFileError(f"{run_dir / 'run.json'} lacks required key(s) {', '.join(lacking)}")
     quality = read_json(run_dir, "quality.json")
     if not isinstance(quality, Mapping) or not isinstance(quality.get("rows"), Mapping):
-        raise ValueError(f"{run_dir / 'quality.json'} must hold an object with 'rows'")
+        raise InputFileError(f"{run_dir / 'quality.json'} must hold an object with 'rows'")
     verify = read_json(run_dir, "verify.json")
     if not isinstance(verify, Mapping):
-        raise ValueError(f"{run_dir / 'verify.json'} must hold a JSON object")
+        raise InputFileError(f"{run_dir / 'verify.json'} must hold a JSON object")
     sweeps = read_json(run_dir, "sweeps.json") if (run_dir / "sweeps.json").is_file() else None
     grids = sorted((run_dir / "grids").glob("*.png")) if (run_dir / "grids").is_dir() else []
     return {

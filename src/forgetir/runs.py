@@ -32,6 +32,7 @@ from typing import Any
 from torch import nn
 
 from forgetir.atomic import atomic_json
+from forgetir.errors import InputFileError, IntegrityError, InvalidInputError, MissingInputError
 
 RUN_JSON, QUALITY_JSON, VERIFY_JSON = "run.json", "quality.json", "verify.json"
 
@@ -42,7 +43,9 @@ def read_json(run_dir: Path, name: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+        raise InputFileError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def resolve(run_dir: Path, p: str | None) -> Path | None:
@@ -97,7 +100,7 @@ def _checked_model(
             if what == "UT"
             else "a run is verified against the very parent it was unlearned from"
         )
-        raise ValueError(
+        raise IntegrityError(
             f"{what} checkpoint {spec} recorded in {run_dir / RUN_JSON}: {check['check']}; {fix}"
         )
     return load_eval_model(path, arch)
@@ -185,16 +188,22 @@ def verify_folder(
     from forgetir.data.splits import build_split_datasets, load_manifest
     from forgetir.evaluate import evaluate_model, write_results
     from forgetir.shipped import resolve_checkpoint
-    from forgetir.unlearn import UnlearnOptions, evaluation_sets, load_eval_model
+    from forgetir.unlearn import evaluation_sets, load_eval_model, options_from_dict
 
     run_dir = Path(run_dir)
     if not (run_dir / RUN_JSON).is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{run_dir} is not an unlearning run folder (no {RUN_JSON}); make one with "
             "`forgetir unlearn` or `forgetir demo`"
         )
+    for option, what, value in (
+        ("--relearn-steps", "relearn steps", relearn_steps),
+        ("--ain-max-steps", "anamnesis steps", ain_max_steps),
+    ):
+        if value is not None and value < 0:  # refused before any work
+            raise InvalidInputError(f"{option}={value}: {what} must be >= 0 (valid: >= 0)")
     run = read_json(run_dir, RUN_JSON)
-    opts = UnlearnOptions(**run["options"])
+    opts = options_from_dict(run.get("options"), str(run_dir / RUN_JSON))
     if relearn_steps is not None:
         opts.relearn_steps = relearn_steps
     if ain_max_steps is not None:
@@ -212,7 +221,7 @@ def verify_folder(
         ut_model = None
     manifest_path = resolve(run_dir, run["split"]["manifest"]["path"])
     if manifest_path is None:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"the split manifest {run['split']['manifest']['path']} of {run_dir} is missing"
         )
     log(f"re-hashing the split's data ({manifest_path})")

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from forgetir.config import ConfigError
+from forgetir.errors import DeviceError
 
 
 @dataclass(frozen=True)
@@ -39,17 +40,38 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when a GPU is present, else ``cpu``."""
+def resolve_device(name: str, local_rank: int = 0, option: str = "train.device") -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when a GPU is present, else ``cpu``; ``cpu``, ``cuda``
+    (this rank's GPU) and ``cuda:N`` as named. An unknown name, or a GPU this torch cannot see,
+    is a :class:`~forgetir.errors.DeviceError` naming ``option``.
+
+    Example:
+        >>> resolve_device("cpu").type
+        'cpu'
+    """
+    valid = "auto, cpu, cuda, cuda:N"
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device=cuda but no CUDA GPU is available; valid: auto, cpu")
-        return torch.device("cuda", local_rank)
-    if name == "cpu":
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"{option}: unknown device {name!r}; valid: {valid}") from None
+    if dev.type == "cpu":
         return torch.device("cpu")
-    raise ConfigError(f"train.device: invalid value {name!r}; valid: auto, cpu, cuda")
+    if dev.type != "cuda":
+        raise DeviceError(f"{option}: invalid value {name!r}; valid: {valid}")
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            f"{option}={name} but this torch ({torch.__version__}) sees no CUDA GPU; "
+            "valid here: auto, cpu"
+        )
+    index = local_rank if dev.index is None else dev.index
+    if index >= torch.cuda.device_count():
+        raise DeviceError(
+            f"{option}={name}: no such GPU; this machine has {torch.cuda.device_count()} "
+            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
+        )
+    return torch.device("cuda", index)
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from forgetir.errors import InputFileError, UnknownNameError
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED = (
     "before",
@@ -52,12 +54,10 @@ def resolve_checkpoint(spec: str | Path) -> Path:
         return Path(spec)
     name = text[len(PREFIX) :]
     if name not in SHIPPED:
-        raise ValueError(
-            f"unknown shipped model {text!r}; valid: {', '.join(PREFIX + s for s in SHIPPED)}"
-        )
+        raise UnknownNameError("shipped model", text, [PREFIX + s for s in SHIPPED])
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if not path.is_file():
-        raise FileNotFoundError(f"shipped model {text!r} is missing from the package ({path})")
+        raise InputFileError(f"shipped model {text!r} is missing from the package ({path})")
     return path
 
 
@@ -69,6 +69,6 @@ def shipped_split(name: str) -> Path | None:
         'ut-instances.split.json'
     """
     if name not in SHIPPED:
-        raise ValueError(f"unknown shipped model {name!r}; valid: {', '.join(SHIPPED)}")
+        raise UnknownNameError("shipped model", name, SHIPPED)
     path = WEIGHTS_DIR / f"{name}.split.json"
     return path if path.is_file() else None

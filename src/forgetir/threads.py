@@ -66,7 +66,9 @@ def apply_threads(requested: int | None = None) -> int:
         1
     """
     if requested is not None and requested < 1:
-        raise ValueError(f"--threads must be >= 1, got {requested}")
+        from forgetir.errors import InvalidInputError
+
+        raise InvalidInputError(f"--threads={requested} is out of range; valid: >= 1")
     if requested is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
         requested = int(env) if env.isdigit() and int(env) > 0 else free_cores()

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -39,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forgetir.atomic import atomic_json
-from forgetir.config import RunConfig, load_config, save_config, to_dict
-from forgetir.engine import Engine, FitResult
+from forgetir.atomic import atomic_json, check_output_dir
+from forgetir.config import ConfigError, RunConfig, load_config, save_config, to_dict
+from forgetir.engine import RESUME_NAME, RESUME_NEXT_NAME, Engine, FitResult
 
 POOL_MANIFEST = "train_pool.json"
 CONFIG_NAME = "config.yaml"
@@ -61,7 +62,12 @@ def build_model(cfg: RunConfig) -> nn.Module:
         path = Path(cfg.model.checkpoint)
         arch = cfg.model.name if path.suffix in TORCH_SUFFIXES else None
         return load_model(path, arch=arch, **cfg.model.args).train()
-    return create_model(cfg.model.name, **cfg.model.args)
+    try:
+        return create_model(cfg.model.name, **cfg.model.args)
+    except (TypeError, ValueError) as e:  # the registry's own errors are ValueErrors too
+        raise ConfigError(
+            f"model.name={cfg.model.name!r} model.args={cfg.model.args}: cannot build it ({e})"
+        ) from None
 
 
 def l1_loss(batch: Mapping[str, Any], step: int, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -122,6 +128,7 @@ def run_train(
     )
 
     out = Path(out_dir)
+    check_output_dir(out)  # before any work: a file in its place, not writable...
     tasks = train_tasks(cfg.data)  # validates tasks/exclude before any work
     torch.manual_seed(cfg.train.seed)  # the model's initial weights
     model = build_model(cfg)
@@ -134,10 +141,11 @@ def run_train(
         "excluded": [t for t in cfg.data.tasks if t not in tasks],
     }
     engine = Engine(model, cfg.optim, cfg.train, out, config=config, meta=meta, quiet=quiet)
+    engine.check_out_dir(resume)
+    existing = _entries(out)
     try:
         dataset = build_train_dataset(cfg.data, seed=cfg.train.seed)
         per_rank = engine.local_batch_size()
-        engine.check_out_dir(resume)
         if engine.is_main and not (resume and (out / CONFIG_NAME).exists()):
             # A resumed run keeps its file until fit() has checked the config still matches.
             save_config(cfg, out / CONFIG_NAME)
@@ -204,8 +212,36 @@ def run_train(
                 print(f"saved {path} ({result.step} steps, {result.total_time:.1f} s)")
         engine.barrier()
         return path
+    except BaseException:
+        if engine.is_main:
+            _remove_unresumable(out, existing)
+        raise
     finally:
         engine.close()
+
+
+def _entries(folder: Path) -> set[str] | None:
+    """Names in ``folder`` now (None: the folder does not exist yet)."""
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else None
+
+
+def _remove_unresumable(out: Path, existing: set[str] | None) -> None:
+    """After a failed run: unless it left a checkpoint to ``--resume`` from, remove what it
+    wrote (config.yaml, log.csv, tb/...) and the folder if it made it, so that nothing that
+    looks like a result stays behind."""
+    import shutil
+
+    if not out.is_dir() or any((out / n).exists() for n in (RESUME_NAME, RESUME_NEXT_NAME)):
+        return
+    for p in out.iterdir():
+        if existing is None or p.name not in existing:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+    if existing is None:
+        with contextlib.suppress(OSError):
+            out.rmdir()
 
 
 # ------------------------------------------------------------------------------ command line

@@ -20,9 +20,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import dataclasses
+import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +37,19 @@ from torch import nn
 from forgetir.atomic import atomic_json
 from forgetir.config import (
     ALL_TASKS,
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
     DataConfig,
     OptimConfig,
+    Range,
     TrainConfig,
+    check_fields,
     from_dict,
     load_config,
     parse_override,
 )
+from forgetir.errors import InvalidInputError, RunExistsError
 from forgetir.shipped import resolve_checkpoint, ut_name_for
 
 INPUT_ROW = "input"
@@ -47,7 +57,23 @@ INPUT_ROW = "input"
 
 @dataclass
 class UnlearnOptions:
-    """Everything ``forgetir unlearn`` takes besides the checkpoint and the split."""
+    """Everything ``forgetir unlearn`` takes besides the checkpoint and the split.
+
+    :func:`check_options` validates them (ranges below, finite numbers, known names)."""
+
+    RANGES = {
+        "steps": AT_LEAST_ONE,
+        "batch_size": AT_LEAST_ONE,
+        "patch_size": Range(8),
+        "lr": POSITIVE,
+        "seed": NON_NEGATIVE,
+        "threads": AT_LEAST_ONE,
+        "guard_every": AT_LEAST_ONE,
+        "test_max_side": Range(16),
+        "relearn_steps": NON_NEGATIVE,
+        "ain_max_steps": NON_NEGATIVE,
+        "verify_eval_every": AT_LEAST_ONE,
+    }
 
     method: str = "accurate-forgetting"
     target: str = "collapse"  # collapse | retrain-like
@@ -70,6 +96,45 @@ class UnlearnOptions:
     verify_eval_every: int = 5
     grids: bool = True
     quiet: bool = False
+
+
+def option_name(field_name: str) -> str:
+    """The command-line option of an :class:`UnlearnOptions` field (``batch_size`` ->
+    ``--batch-size``), as error messages name it."""
+    return "--" + field_name.replace("_", "-")
+
+
+def check_options(opts: UnlearnOptions) -> UnlearnOptions:
+    """Refuse, before any work, options out of range or not finite (the valid range in the
+    message), an unknown method, target, protocol or test set, and method hyperparameters the
+    method does not take or that are out of its range."""
+    from forgetir.data.testsets import TEST_SOURCES
+    from forgetir.methods import get_method
+    from forgetir.metrics import PROTOCOLS
+
+    check_fields(opts, option_name)
+    for name, value, valid in (
+        ("--protocol", opts.protocol, PROTOCOLS),
+        ("--test-set", opts.test_set, TEST_SOURCES),
+    ):
+        if value not in valid:
+            raise InvalidInputError(f"{name}: invalid value {value!r}; valid: {', '.join(valid)}")
+    method = get_method(opts.method)
+    method.check_target(opts.target)
+    method.parse_config(opts.hparams)
+    return opts
+
+
+def options_from_dict(data: Any, where: str) -> UnlearnOptions:
+    """The :class:`UnlearnOptions` a run recorded (``run.json``'s ``options``), checked: an
+    unknown key or a value out of range is an error naming ``where``."""
+    from forgetir.config import ConfigError
+    from forgetir.errors import InputFileError
+
+    try:
+        return from_dict(UnlearnOptions, data, "options.")
+    except ConfigError as e:
+        raise InputFileError(f"{where}: {e}") from None
 
 
 def load_eval_model(spec: str | Path, arch: str | None = None) -> nn.Module:
@@ -196,11 +261,25 @@ def _split(
 
     if manifest_path:
         manifest = load_manifest(manifest_path, verify=True)
-    elif forget:
-        manifest = make_split(parent_data, "degradation", forget)
     else:
-        raise ValueError("give --forget TASK (a degradation type) or --split MANIFEST.json")
+        manifest = make_split(parent_data, "degradation", forget or [])
     return manifest, save_manifest(manifest, out / "split.json")
+
+
+def _check_split_fits_parent(manifest: dict[str, Any], parent: nn.Module, where: str) -> None:
+    """The tasks a split forgets and retains must be tasks the parent was trained on."""
+    from forgetir.data.pipeline import train_tasks
+    from forgetir.data.splits import ManifestError
+
+    meta = getattr(parent, "forgetir_meta", {}) or {}
+    trained = meta.get("tasks") or train_tasks(parent_data_config(parent))
+    for part in ("forget", "retain"):
+        outside = [t for t in manifest[part].get("tasks") or [] if t not in trained]
+        if outside:
+            raise ManifestError(
+                f"{where}: {part}.tasks names {', '.join(outside)}, which the parent model was "
+                f"not trained on (its tasks: {', '.join(trained)})"
+            )
 
 
 def _tasks_of(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -255,6 +334,31 @@ def split_set_names(test_sets: dict[str, Any]) -> tuple[list[str], list[str]]:
     return forget, [k for k in test_sets if k.split(":")[0] == "retain"]
 
 
+def _is_live(spec: Any) -> bool:
+    """A model that becomes a checkpoint only inside the run: a live module or ``fresh:NAME``."""
+    return isinstance(spec, nn.Module) or (isinstance(spec, str) and spec.startswith("fresh:"))
+
+
+def _final_path(path: Path, work: Path, out: Path) -> str:
+    """Where ``path`` will be once the run folder ``work`` has been moved to ``out``."""
+    path = Path(path)
+    return str(out / path.relative_to(work)) if path.is_relative_to(work) else str(path)
+
+
+def check_run_folder(out: Path) -> None:
+    """A new run needs a new (or empty) folder that can be written: refused before any work."""
+    from forgetir.atomic import check_output_dir
+
+    check_output_dir(out)
+    if (out / "run.json").exists():
+        raise RunExistsError(f"--out {out} already holds an unlearning run; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        raise RunExistsError(
+            f"--out {out} is not empty ({', '.join(sorted(p.name for p in out.iterdir())[:5])}); "
+            "a run goes into a new or empty folder: choose another --out"
+        )
+
+
 def run_unlearn(
     checkpoint: str | Path | nn.Module,
     out_dir: str | Path,
@@ -265,11 +369,80 @@ def run_unlearn(
     ut: str | Path | nn.Module | None = None,
     arch: str | None = None,
     command: str = "",
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Unlearn ``forget`` (tasks) or a split manifest from ``checkpoint``; return run.json.
 
     ``checkpoint`` (and ``ut``) may also be a live ``nn.Module`` or ``"fresh:MODEL"``: it is
-    saved into the run folder first (see :func:`forgetir.api.prepare_checkpoint`)."""
+    saved into the run folder first (see :func:`forgetir.api.prepare_checkpoint`; ``data``
+    names the data such a model is said to know).
+
+    Everything is checked before any work (options, the split's source, checkpoints named,
+    the output folder). The run is written into a hidden temporary folder beside ``out_dir``
+    and moved into place only once complete: a run that fails leaves nothing behind.
+    """
+    import shutil
+    import tempfile
+
+    from forgetir.checkpoint import weights_file
+    from forgetir.data.pipeline import resolve_tasks
+
+    check_options(opts)
+    if forget and split:
+        raise InvalidInputError(
+            f"give --forget TASK or --split MANIFEST, not both (got --forget {' '.join(forget)} "
+            f"and --split {split})"
+        )
+    if not forget and not split:
+        raise InvalidInputError("give --forget TASK (a degradation type) or --split MANIFEST.json")
+    forget = resolve_tasks(forget, "--forget") if forget else None
+    for spec in (checkpoint, ut):
+        if spec is not None and not _is_live(spec):
+            weights_file(resolve_checkpoint(spec))  # a missing checkpoint fails now
+    if split:
+        from forgetir.data.splits import load_manifest
+
+        load_manifest(split)  # malformed or contradictory: refused now (hashes come later)
+    out = Path(out_dir)
+    check_run_folder(out)
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{out.name}.partial-"
+    for stale in out.parent.glob(prefix + "*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=prefix))
+    try:
+        run = _unlearn(checkpoint, out, work, opts, forget, split, ut, arch, command, data)
+        (work / "resume.pt").unlink(missing_ok=True)  # unlearn has no --resume
+        try:
+            os.replace(work, out)  # onto a missing or empty folder: the run appears whole
+        except OSError as e:
+            raise RunExistsError(f"--out {out} was filled while the run went on ({e})") from e
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        for p in made[1:]:  # the parents this call created, deepest first, if left empty
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+    if not opts.quiet:
+        print(f"Saved {out}")
+    return run
+
+
+def _unlearn(
+    checkpoint: str | Path | nn.Module,
+    out: Path,
+    work: Path,
+    opts: UnlearnOptions,
+    forget: list[str] | None,
+    split: str | None,
+    ut: str | Path | nn.Module | None,
+    arch: str | None,
+    command: str,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run of :func:`run_unlearn`, written into ``work``; paths recorded name ``out``."""
+    from forgetir.api import prepare_checkpoint
     from forgetir.checkpoint import save_model, sha256_file
     from forgetir.data.splits import build_split_datasets, manifest_sha256
     from forgetir.engine import Engine
@@ -280,29 +453,19 @@ def run_unlearn(
         format_table,
         write_results,
     )
-    from forgetir.methods import create_method, get_method
+    from forgetir.methods import create_method
     from forgetir.report import software_versions
 
-    get_method(opts.method)  # unknown names fail before any work
-    out = Path(out_dir)
-    if (out / "run.json").exists():
-        raise FileExistsError(f"{out} already holds an unlearning run; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    from forgetir.api import prepare_checkpoint
-
-    # A live nn.Module (forgetir.unlearn) or "fresh:MODEL" becomes a checkpoint in the run.
-    checkpoint = prepare_checkpoint(checkpoint, out, opts.seed)
-    ut = prepare_checkpoint(ut, out, opts.seed, "ut")
+    # A live nn.Module (forgetir.unlearn_model) or "fresh:MODEL" becomes a checkpoint in the run.
+    checkpoint = prepare_checkpoint(checkpoint, work, opts.seed, data=data)
+    ut = prepare_checkpoint(ut, work, opts.seed, "ut")
     parent_path = resolve_checkpoint(checkpoint)
     before = load_eval_model(checkpoint, arch)
     model = copy.deepcopy(before)
     parent_data = parent_data_config(before)
     parent_data.patch_size = opts.patch_size
-    if forget:
-        from forgetir.data.pipeline import resolve_tasks
-
-        forget = resolve_tasks(forget)
-    manifest, split_path = _split(parent_data, forget, split, out)
+    manifest, split_path = _split(parent_data, forget, split, work)
+    _check_split_fits_parent(manifest, before, split or "the split")
     forget_tasks, retain_tasks = _tasks_of(manifest)
     datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed)
 
@@ -333,7 +496,7 @@ def run_unlearn(
         model,
         optim,
         train,
-        out,
+        work,
         params=method.trainable_parameters(),
         config=config,
         quiet=opts.quiet,
@@ -370,7 +533,7 @@ def run_unlearn(
     rows["unlearned"] = evaluate_model(model, test_sets, opts.protocol)
     if ut_model is not None:
         rows["UT"] = evaluate_model(ut_model, test_sets, opts.protocol)
-    write_results(out / "quality.json", rows, opts.protocol, source)
+    write_results(work / "quality.json", rows, opts.protocol, source)
 
     run = {
         "method": opts.method,
@@ -379,15 +542,21 @@ def run_unlearn(
         "hyperparameters": method.describe(),
         "optimizer": asdict(optim),
         "options": asdict(opts),
-        "parent": {"path": str(parent_path), "sha256": sha256_file(parent_path)},
-        "ut": {"path": str(resolve_checkpoint(ut)), "sha256": sha256_file(resolve_checkpoint(ut))}
+        "parent": {"path": _final_path(parent_path, work, out), "sha256": sha256_file(parent_path)},
+        "ut": {
+            "path": _final_path(resolve_checkpoint(ut), work, out),
+            "sha256": sha256_file(resolve_checkpoint(ut)),
+        }
         if ut is not None
         else None,
         "split": {
             "kind": manifest["kind"],
             "forget": manifest["forget"].get("tasks") or manifest["forget"].get("entries"),
             "retain": manifest["retain"].get("tasks") or manifest["retain"].get("entries"),
-            "manifest": {"path": str(split_path), "sha256": manifest_sha256(split_path)},
+            "manifest": {
+                "path": str(out / split_path.name),
+                "sha256": manifest_sha256(split_path),
+            },
         },
         "forget_tasks": forget_tasks,
         "retain_tasks": retain_tasks,
@@ -403,7 +572,7 @@ def run_unlearn(
     }
     save_model(
         model,
-        out / "model.safetensors",
+        work / "model.safetensors",
         parent=parent_path,
         command=command,
         metrics={"protocol": opts.protocol, "test_set": source, "rows": rows},
@@ -418,17 +587,17 @@ def run_unlearn(
     if opts.verify:
         from forgetir.runs import VERIFY_JSON, verify_model
 
-        verified = verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, out)
+        verified = verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, work)
         run["verify"] = VERIFY_JSON
-    atomic_json(out / "run.json", run, default=str)
+    atomic_json(work / "run.json", run, default=str)
     if opts.grids:
         from forgetir.figures import write_model_grid
 
         models = {"BEFORE": before, "unlearned": model}
         if ut_model is not None:
             models["UT"] = ut_model
-        (out / "grids").mkdir(exist_ok=True)
-        write_model_grid(out / "grids" / "outputs.png", models, test_sets, run["forget_tasks"])
+        (work / "grids").mkdir(exist_ok=True)
+        write_model_grid(work / "grids" / "outputs.png", models, test_sets, run["forget_tasks"])
     if not opts.quiet:
         print(format_table(rows, opts.protocol, source))
         if verified is not None:
@@ -436,7 +605,7 @@ def run_unlearn(
 
             print(summarize(verified))
         note = f"; stopped early: {stopped}" if stopped else ""
-        print(f"unlearned in {result.step} steps, {wall:.1f} s{note}. Saved {out}")
+        print(f"unlearned in {result.step} steps, {wall:.1f} s{note}.")
     return run
 
 
@@ -453,6 +622,53 @@ def _expert_usage(
 
 
 # ------------------------------------------------------------------------------ command line
+
+
+# Each command-line option of UnlearnOptions, declared once: its argparse settings (the default
+# comes from the dataclass). unlearn, demo and reproduce take the ones they offer from here
+# with add_options, and options_from_args reads them back.
+_CLI_OPTIONS: dict[str, dict[str, Any]] = {
+    "method": {"help": "unlearning method, see `forgetir methods`"},
+    "target": {"help": "what forgetting aims at: the paper's collapse, or behave like UT"},
+    "steps": {"type": int, "help": "unlearning steps"},
+    "batch_size": {"type": int, "help": "patches per step"},
+    "patch_size": {"type": int, "help": "side of the training patches"},
+    "lr": {"type": float, "help": "learning rate (default: the method's)"},
+    "seed": {"type": int, "help": "seed of every random draw"},
+    "threads": {"type": int, "help": "torch CPU threads (default: the cores free right now)"},
+    "retain_budget": {"type": float, "help": "max dB a retained task may lose"},
+    "forget_floor": {"type": float, "help": "stop at this forget PSNR (dB)"},
+    "test_max_side": {"type": int, "help": "longest side of the test photos"},
+    "relearn_steps": {"type": int, "help": "fine-tuning steps of the relearning test"},
+    "ain_max_steps": {"type": int, "help": "most fine-tuning steps of the anamnesis index"},
+    "quiet": {"action": "store_true", "help": "no progress bar or tables"},
+}
+
+
+def add_options(
+    parser: argparse.ArgumentParser, names: Sequence[str], **changes: dict[str, Any]
+) -> None:
+    """Add the options ``names`` (fields of :class:`UnlearnOptions`) to ``parser`` as declared
+    in one place; ``changes`` adjusts a command's copy (``steps={"default": None}``)."""
+    from forgetir.methods import TARGETS
+
+    defaults = {f.name: f.default for f in dataclasses.fields(UnlearnOptions)}
+    for name in names:
+        kwargs = {**_CLI_OPTIONS[name], **changes.get(name, {})}
+        if kwargs.get("action") != "store_true":
+            kwargs.setdefault("default", defaults[name])
+        if name == "target":
+            kwargs.setdefault("choices", TARGETS)
+        if kwargs.get("default") is not None and "action" not in kwargs:
+            kwargs["help"] += f" (default: {kwargs['default']})"
+        parser.add_argument(option_name(name), dest=name, **kwargs)
+
+
+def options_from_args(args: argparse.Namespace, **fixed: Any) -> UnlearnOptions:
+    """The :class:`UnlearnOptions` of a parsed command line: the options :func:`add_options`
+    added, then ``fixed`` (fields the command sets itself)."""
+    given = {name: getattr(args, name) for name in _CLI_OPTIONS if hasattr(args, name)}
+    return UnlearnOptions(**{**given, **fixed})
 
 
 def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
@@ -480,21 +696,18 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--forget", action="append", metavar="TASK", help="degradation type to forget"
     )
-    parser.add_argument("--split", help="a split manifest from `forgetir split`")
-    parser.add_argument("--method", default="accurate-forgetting", help="see `forgetir methods`")
-    parser.add_argument("--target", default="collapse", choices=("collapse", "retrain-like"))
+    parser.add_argument(
+        "--split", help="a split manifest from `forgetir split` (not with --forget)"
+    )
     parser.add_argument("--ut", help="UT model for the comparison (default: the shipped one)")
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--patch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, help="learning rate (default: the method's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--retain-budget", type=float, help="max dB a retained task may lose")
-    parser.add_argument("--forget-floor", type=float, help="stop at this forget PSNR (dB)")
+    add_options(
+        parser,
+        ("method", "target", "steps", "batch_size", "patch_size", "lr", "seed", "threads"),
+    )
+    add_options(parser, ("retain_budget", "forget_floor"))
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
     parser.add_argument("--out", help="run folder (default: runs/unlearn-<method>-<tasks>)")
-    parser.add_argument("--quiet", action="store_true")
+    add_options(parser, ("quiet",))
     parser.add_argument(
         "hparams", nargs="*", metavar="KEY=VALUE", help="method hyperparameters, e.g. w_adv=0.5"
     )
@@ -502,21 +715,7 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
 
 def unlearn_command(args: argparse.Namespace) -> int:
     hparams = dict(parse_override(h) for h in args.hparams)
-    opts = UnlearnOptions(
-        method=args.method,
-        target=args.target,
-        hparams=hparams,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        lr=args.lr,
-        seed=args.seed,
-        threads=args.threads,
-        retain_budget=args.retain_budget,
-        forget_floor=args.forget_floor,
-        verify=not args.no_verify,
-        quiet=args.quiet,
-    )
+    opts = options_from_args(args, hparams=hparams, verify=not args.no_verify)
     what = "-".join(args.forget or [Path(args.split or "split").stem])
     out = args.out or f"runs/unlearn-{args.method}-{what}"
     checkpoint, arch = args.checkpoint or "shipped:before", args.arch
@@ -525,11 +724,7 @@ def unlearn_command(args: argparse.Namespace) -> int:
 
         name = register_module_factory(args.model_module)
         checkpoint, arch = args.checkpoint or f"fresh:{name}", arch or name
-    if args.data:
-        from forgetir.api import prepare_checkpoint
-
-        data = dict(parse_override(d) for d in args.data)
-        checkpoint = prepare_checkpoint(checkpoint, Path(out), args.seed, data=data)
+    data = dict(parse_override(d) for d in args.data) if args.data else None
     run_unlearn(
         checkpoint,
         out,
@@ -539,5 +734,6 @@ def unlearn_command(args: argparse.Namespace) -> int:
         ut=args.ut,
         arch=arch,
         command=" ".join(["forgetir", *sys.argv[1:]]),
+        data=data,
     )
     return 0

@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from forgetir.errors import InvalidInputError
 from forgetir.threads import single_thread
 
 CONTENT_CLASSES: tuple[str, ...] = ("disks", "squares", "stripes")
@@ -181,7 +182,7 @@ def _check_class(content_class: str | None) -> str:
     if content_class is None:
         return "disks"
     if content_class not in CONTENT_CLASSES:
-        raise ValueError(
+        raise InvalidInputError(
             f"unknown content_class {content_class!r}; valid choices: {', '.join(CONTENT_CLASSES)}"
         )
     return content_class

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from forgetir.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image, sha256_file
-from forgetir.errors import InputFileError
+from forgetir.errors import InputFileError, MissingInputError
 
 __all__ = [
     "FileImages",
@@ -54,30 +54,54 @@ def _listing(names: Sequence[str], limit: int = 5) -> str:
     return f"{shown}{more}"
 
 
+def _named_like_image(p: Path) -> bool:
+    return not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
 def _is_image(p: Path) -> bool:
-    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    return _named_like_image(p) and p.is_file()
+
+
+def _what_is(p: Path) -> str:
+    if p.is_symlink() and not p.exists():
+        return "a broken or looping symlink"
+    if p.is_dir():
+        return "a folder"
+    return "not a regular file"
 
 
 def list_images(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` sorted by name (hidden files skipped); error when none.
+    """Image files in ``folder`` sorted by name (hidden files skipped); error when none, and
+    when an entry named like an image is not a readable file (a folder called ``x.png``, a
+    broken or looping symlink): nothing is dropped without a word.
 
     Example:
         >>> import tempfile
-        >>> list_images(tempfile.mkdtemp())
-        Traceback (most recent call last):
-        ...
-        ValueError: no image files in ...
+        >>> try:
+        ...     list_images(tempfile.mkdtemp())
+        ... except InputFileError as e:
+        ...     print(str(e).split(" (")[0].startswith("no image files in"))
+        True
     """
     folder = Path(folder)
     if not folder.exists():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+        raise MissingInputError(f"image folder not found: {folder}")
     if not folder.is_dir():
-        raise NotADirectoryError(f"not a folder: {folder}")
+        raise InputFileError(f"not a folder: {folder} (a file where a folder of images is needed)")
     found = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted((p for p in found if _is_image(p)), key=lambda p: p.as_posix())
-    if not files:
-        raise ValueError(f"no image files in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    return files
+    named = sorted((p for p in found if _named_like_image(p)), key=lambda p: p.as_posix())
+    odd = [p for p in named if not p.is_file()]
+    if odd:
+        raise InputFileError(
+            f"{folder}: {len(odd)} entries named like images are not image files: "
+            + _listing([f"{p} ({_what_is(p)})" for p in odd])
+            + "; remove or rename them"
+        )
+    if not named:
+        raise InputFileError(
+            f"no image files in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return named
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -186,21 +210,21 @@ def class_folders(root: str | os.PathLike[str], classes: Sequence[str] | None = 
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"class folder root not found or not a folder: {root}")
+        raise MissingInputError(f"class folder root not found or not a folder: {root}")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     stray = sorted(p.name for p in root.iterdir() if _is_image(p))
     if stray:
-        raise ValueError(
+        raise InputFileError(
             f"{root}: class folders expect one sub-folder per class, but image files sit "
             f"directly in the root: {_listing(stray)}"
         )
     if not subdirs:
-        raise ValueError(f"{root}: no class sub-folders (expected {root}/<class>/<images>)")
+        raise InputFileError(f"{root}: no class sub-folders (expected {root}/<class>/<images>)")
     present = [p.name for p in subdirs]
     if classes is not None:
         unknown = [c for c in classes if c not in present]
         if unknown:
-            raise ValueError(
+            raise InputFileError(
                 f"unknown class(es) {', '.join(map(repr, unknown))} in {root}; "
                 f"valid choices: {', '.join(present)}"
             )
@@ -342,10 +366,10 @@ def paired_folders(
             parts.append(f"{len(only_in)} only in {input_dir}: {_listing(only_in)}")
         if only_tg:
             parts.append(f"{len(only_tg)} only in {target_dir}: {_listing(only_tg)}")
-        raise ValueError("paired folders do not match: " + "; ".join(parts))
+        raise InputFileError("paired folders do not match: " + "; ".join(parts))
     common = sorted(set(inputs) & set(targets))
     if not common:
-        raise ValueError(f"no file name is shared by {input_dir} and {target_dir}")
+        raise InputFileError(f"no file name is shared by {input_dir} and {target_dir}")
     if root is None:
         root = os.path.commonpath([input_dir.resolve(), target_dir.resolve()])
     pairs = [(inputs[n], targets[n]) for n in common]

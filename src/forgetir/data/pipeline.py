@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from forgetir.config import DataConfig
+from forgetir.config import ConfigError, DataConfig
 from forgetir.data.folders import (
     PairedImages,
     check_min_size,
@@ -47,6 +47,7 @@ from forgetir.data.folders import (
 )
 from forgetir.data.pool import CleanSource, DeadLeavesPool
 from forgetir.degradations import degrade, list_tasks
+from forgetir.errors import MissingInputError
 from forgetir.threads import single_thread
 
 __all__ = [
@@ -91,7 +92,7 @@ def task_id(task: str) -> int:
         return _OFFICIAL_IDS[task]
     others = [t for t in list_tasks() if t not in _OFFICIAL_IDS]
     if task not in others:
-        raise ValueError(f"unknown task {task!r}; valid choices: {', '.join(list_tasks())}")
+        raise ConfigError(f"unknown task {task!r}; valid choices: {', '.join(list_tasks())}")
     return len(_OFFICIAL_IDS) + others.index(task)
 
 
@@ -118,7 +119,7 @@ def resolve_tasks(names: Sequence[str], option: str = "tasks") -> list[str]:
         expanded = families.get(n, [n])
         for t in expanded:
             if t not in list_tasks():
-                raise ValueError(
+                raise ConfigError(
                     f"unknown task {n!r} in {option}; valid choices: "
                     f"{', '.join(list_tasks())} (or a family: {', '.join(families)})"
                 )
@@ -362,10 +363,10 @@ def make_train_loader(
 
 def _require_root(cfg: DataConfig) -> Path:
     if not cfg.root:
-        raise ValueError(f"data.source={cfg.source!r} needs data.root (the dataset folder)")
+        raise ConfigError(f"data.source={cfg.source!r} needs data.root (the dataset folder)")
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"data.root not found or not a folder: {root}")
+        raise MissingInputError(f"data.root not found or not a folder: {root}")
     return root
 
 
@@ -384,7 +385,7 @@ def _paired_layout(
     clean = None
     if synthetic:
         if not (root / "clean").is_dir():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"paired source {root}: no {root}/<task>/input + target folders for "
                 f"{', '.join(synthetic)}, and no {root}/clean folder to synthesise them from"
             )
@@ -415,7 +416,7 @@ def build_sources(
         from forgetir.data.promptir_layout import PromptIRLayout
 
         return PromptIRLayout(_require_root(cfg)).train_sources(tasks)
-    raise ValueError(f"unknown data.source {cfg.source!r}; valid choices: {', '.join(SOURCES)}")
+    raise ConfigError(f"unknown data.source {cfg.source!r}; valid choices: {', '.join(SOURCES)}")
 
 
 def train_tasks(cfg: DataConfig) -> list[str]:
@@ -424,7 +425,7 @@ def train_tasks(cfg: DataConfig) -> list[str]:
     excluded = set(resolve_tasks(cfg.exclude, "data.exclude"))
     kept = [t for t in tasks if t not in excluded]
     if not kept:
-        raise ValueError(f"data.exclude={cfg.exclude} removes every task of data.tasks={tasks}")
+        raise ConfigError(f"data.exclude={cfg.exclude} removes every task of data.tasks={tasks}")
     return kept
 
 
@@ -432,7 +433,7 @@ def build_train_dataset(cfg: DataConfig, seed: int) -> TaskPatchDataset:
     """The training dataset a run's data config describes (``exclude`` honoured: the UT model).
 
     Example:
-        >>> from forgetir.config import DataConfig
+        >>> from forgetir.config import ConfigError, DataConfig
         >>> ds = build_train_dataset(DataConfig(pool_size=4, image_size=32, patch_size=16,
         ...                                     exclude=["denoise"]), seed=0)
         >>> ds.tasks
@@ -440,7 +441,7 @@ def build_train_dataset(cfg: DataConfig, seed: int) -> TaskPatchDataset:
     """
     tasks = train_tasks(cfg)
     if cfg.workers < 0:
-        raise ValueError(f"data.workers must be >= 0, got {cfg.workers}")
+        raise ConfigError(f"data.workers must be >= 0, got {cfg.workers}")
     if cfg.split:
         return _split_part(cfg, seed)
     clean, pairs = build_sources(cfg, tasks)
@@ -462,7 +463,7 @@ def _split_part(cfg: DataConfig, seed: int) -> TaskPatchDataset:
     if cfg.root and theirs.get("root") and Path(theirs["root"]) != Path(cfg.root).resolve():
         differ.append("root")
     if differ:
-        raise ValueError(
+        raise ConfigError(
             f"data.split={cfg.split} was made for other data: "
             + "; ".join(
                 f"data.{f} is {getattr(cfg, f)!r} here, {theirs.get(f)!r} in the manifest"
@@ -470,7 +471,7 @@ def _split_part(cfg: DataConfig, seed: int) -> TaskPatchDataset:
             )
         )
     if manifest["kind"] == "degradation":
-        raise ValueError(
+        raise ConfigError(
             f"data.split={cfg.split} is a degradation split: train without those tasks with "
             "data.exclude (--exclude) instead"
         )

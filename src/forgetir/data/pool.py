@@ -33,6 +33,7 @@ import torch
 
 from forgetir.data.deadleaves import CONTENT_CLASSES, dead_leaves, image_seed
 from forgetir.data.io import tensor_sha256
+from forgetir.errors import InvalidInputError
 
 __all__ = ["CleanSource", "DeadLeavesPool", "SubsetSource", "clear_cache", "pool_id"]
 
@@ -106,20 +107,20 @@ class DeadLeavesPool:
         namespace: str = "train",
     ) -> None:
         if int(size) < 1:
-            raise ValueError(f"dead-leaves pool size must be >= 1, got {size}")
+            raise InvalidInputError(f"dead-leaves pool size must be >= 1, got {size}")
         if int(image_size) < 8:
-            raise ValueError(f"dead-leaves image_size must be >= 8, got {image_size}")
+            raise InvalidInputError(f"dead-leaves image_size must be >= 8, got {image_size}")
         pool_id(0, namespace)  # validates the namespace
         classes = list(content_classes) if content_classes else None
         if classes is not None:
             unknown = [c for c in classes if c not in CONTENT_CLASSES]
             if unknown:
-                raise ValueError(
+                raise InvalidInputError(
                     f"unknown dead-leaves content class(es) {', '.join(map(repr, unknown))}; "
                     f"valid choices: {', '.join(CONTENT_CLASSES)}"
                 )
             if len(set(classes)) != len(classes):
-                raise ValueError(f"content classes repeated: {classes}")
+                raise InvalidInputError(f"content classes repeated: {classes}")
         self.size = int(size)
         self.image_size = int(image_size)
         self.seed = int(seed)

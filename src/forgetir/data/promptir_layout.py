@@ -42,6 +42,7 @@ from forgetir.data.folders import (
     list_images,
     paired_folders,
 )
+from forgetir.errors import InputFileError, MissingInputError
 
 __all__ = ["LIST_FILES", "PromptIRLayout", "dehaze_clean_name", "derain_clean_name"]
 
@@ -58,7 +59,7 @@ def derain_clean_name(entry: str) -> str:
     """Clean image of a rain-list entry: ``"rainy/rain-12.png" -> "gt/norain-12.png"``."""
     p = PurePosixPath(entry)
     if not p.name.startswith("rain-"):
-        raise ValueError(
+        raise InputFileError(
             f"rain list entry {entry!r} does not follow the Rain100L naming 'rain-N.png'; "
             "cannot derive its clean image 'norain-N.png'"
         )
@@ -76,7 +77,7 @@ def dehaze_clean_name(entry: str, suffix: str | None = None) -> str:
     p = PurePosixPath(entry)
     stem = p.name.split("_")[0]
     if not stem or stem == p.name:
-        raise ValueError(
+        raise InputFileError(
             f"haze entry {entry!r} does not follow the RESIDE naming 'ID_A_beta.ext'; "
             "cannot derive its clean image"
         )
@@ -85,8 +86,8 @@ def dehaze_clean_name(entry: str, suffix: str | None = None) -> str:
     return str(PurePosixPath("original") / (stem + (suffix if suffix is not None else p.suffix)))
 
 
-def _missing_error(what: str, missing: list[str], total: int, where: Path) -> ValueError:
-    return ValueError(
+def _missing_error(what: str, missing: list[str], total: int, where: Path) -> InputFileError:
+    return InputFileError(
         f"{what}: {len(missing)} of {total} listed files are missing under {where}: "
         f"{_listing(missing)}"
     )
@@ -100,7 +101,7 @@ class PromptIRLayout:
         >>> PromptIRLayout(tempfile.mkdtemp())
         Traceback (most recent call last):
         ...
-        FileNotFoundError: ...
+        forgetir.errors.MissingInputError: ...
     """
 
     def __init__(
@@ -108,16 +109,16 @@ class PromptIRLayout:
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"PromptIR data root not found: {self.root}")
+            raise MissingInputError(f"PromptIR data root not found: {self.root}")
         if not (self.root / "Train").is_dir() and not (self.root / "test").is_dir():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{self.root} does not look like PromptIR's data folder: "
                 "expected a Train/ and/or test/ sub-folder"
             )
         if list_dir is not None:
             self.list_dir: Path | None = Path(list_dir)
             if not self.list_dir.is_dir():
-                raise FileNotFoundError(f"PromptIR list folder not found: {self.list_dir}")
+                raise MissingInputError(f"PromptIR list folder not found: {self.list_dir}")
         else:
             candidates = [self.root / "data_dir", self.root.parent / "data_dir"]
             self.list_dir = next((c for c in candidates if c.is_dir()), None)
@@ -137,7 +138,7 @@ class PromptIRLayout:
     def _task_dir(self, group: str) -> Path:
         d = self.root / "Train" / LIST_FILES[group][0]
         if not d.is_dir():
-            raise FileNotFoundError(f"PromptIR training folder for {group} not found: {d}")
+            raise MissingInputError(f"PromptIR training folder for {group} not found: {d}")
         return d
 
     def _entries(self, group: str, fallback: Sequence[str]) -> tuple[list[str], str]:
@@ -146,12 +147,16 @@ class PromptIRLayout:
         if lst is None:
             return list(fallback), "no list file: folder listing, sorted"
         seen: dict[str, None] = {}
-        for line in lst.read_text().splitlines():
+        try:
+            lines = lst.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputFileError(f"cannot read the PromptIR list file {lst} as text: {e}") from e
+        for line in lines:
             name = line.strip()
             if name and not name.startswith("#"):
                 seen.setdefault(name, None)
         if not seen:
-            raise ValueError(f"PromptIR list file {lst} is empty")
+            raise InputFileError(f"PromptIR list file {lst} is empty")
         return list(seen), f"list {lst}"
 
     # ------------------------------------------------------------------------ train sets
@@ -177,7 +182,7 @@ class PromptIRLayout:
         fallback = [f"rainy/{p.name}" for p in list_images(rainy)] if rainy.is_dir() else []
         entries, note = self._entries("derain", fallback)
         if not entries:
-            raise FileNotFoundError(f"no rain list file and no folder {d / 'rainy'}")
+            raise MissingInputError(f"no rain list file and no folder {d / 'rainy'}")
         return self._pairs("derain", d, entries, [derain_clean_name(e) for e in entries], note)
 
     def dehaze_pairs(self) -> PairedImages:
@@ -191,7 +196,7 @@ class PromptIRLayout:
         )
         entries, note = self._entries("dehaze", fallback)
         if not entries:
-            raise FileNotFoundError(f"no haze list file and no folder {syn}")
+            raise MissingInputError(f"no haze list file and no folder {syn}")
         return self._pairs("dehaze", d, entries, [dehaze_clean_name(e) for e in entries], note)
 
     def _pairs(
@@ -202,7 +207,7 @@ class PromptIRLayout:
             raise _missing_error(f"{task} list ({note})", missing, len(inputs), d)
         missing = sorted({t for t in targets if not (d / t).is_file()})
         if missing:
-            raise ValueError(
+            raise InputFileError(
                 f"{task}: {len(missing)} clean images derived from the list ({note}) are "
                 f"missing under {d}: {_listing(missing)}"
             )
@@ -256,7 +261,7 @@ class PromptIRLayout:
         ]
         missing = sorted({t.name for t in targets if not t.is_file()})
         if missing:
-            raise ValueError(
+            raise InputFileError(
                 f"dehaze test: {len(missing)} target images missing in {d / 'target'} "
                 f"(expected ID.png for each input ID_*.ext): {_listing(missing)}"
             )

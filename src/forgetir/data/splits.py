@@ -53,7 +53,7 @@ from forgetir.data.pipeline import (
 )
 from forgetir.data.pool import CleanSource, DeadLeavesPool, SubsetSource
 from forgetir.data.testsets import TEST_SOURCES, manifest_test_entries
-from forgetir.errors import InvalidInputError
+from forgetir.errors import InputFileError, InvalidInputError, MissingInputError
 
 __all__ = [
     "FORMAT",
@@ -139,7 +139,7 @@ def _match(
             found.append(hit)
     if missing:
         examples = list(by_name)[:3]
-        raise ValueError(
+        raise InvalidInputError(
             f"{len(missing)} of {len(dict.fromkeys(requested))} requested images are not in "
             f"{label}: {_listing(missing)} (ids look like: {', '.join(examples)})"
         )
@@ -155,7 +155,7 @@ def _held_out_files(
 ) -> list[tuple[str, int]]:
     """Seeded draw of ``fraction`` of the items of each group (at least one per group of 2+)."""
     if not 0 <= fraction < 1:
-        raise ValueError(f"held_out_fraction must be in [0, 1), got {fraction}")
+        raise InvalidInputError(f"held_out_fraction must be in [0, 1), got {fraction}")
     if fraction == 0:
         return []
     rng = np.random.default_rng(seed)
@@ -173,7 +173,7 @@ def _held_out_files(
 
 def _test_part(cfg: DataConfig, n: int, size: int) -> dict[str, Any]:
     if cfg.test_set not in TEST_SOURCES:
-        raise ValueError(
+        raise InvalidInputError(
             f"unknown data.test_set {cfg.test_set!r}; valid choices: {', '.join(TEST_SOURCES)}"
         )
     desc, entries = manifest_test_entries(cfg.test_set, cfg.test_max_side, cfg.root, n, size)
@@ -200,10 +200,12 @@ def make_split(
     Hashing generates every dead-leaves image of the pool (or reads every file).
     """
     if by not in SPLIT_KINDS:
-        raise ValueError(f"unknown split kind {by!r}; valid choices: {', '.join(SPLIT_KINDS)}")
+        raise InvalidInputError(
+            f"unknown split kind {by!r}; valid choices: {', '.join(SPLIT_KINDS)}"
+        )
     forget = [forget] if isinstance(forget, str) else list(forget)
     if not forget:
-        raise ValueError(f"a {by} split needs at least one thing to forget")
+        raise InvalidInputError(f"a {by} split needs at least one thing to forget")
     if by == "class" and cfg.source == "deadleaves" and not cfg.content_classes:
         from forgetir.data.deadleaves import CONTENT_CLASSES
 
@@ -229,13 +231,13 @@ def make_split(
         f_tasks = resolve_tasks(forget, "--forget")
         outside = [t for t in f_tasks if t not in tasks]
         if outside:
-            raise ValueError(
+            raise InvalidInputError(
                 f"forget task(s) {', '.join(outside)} are not trained; trained tasks: "
                 f"{', '.join(tasks)}"
             )
         r_tasks = [t for t in tasks if t not in f_tasks]
         if not r_tasks:
-            raise ValueError(f"forgetting {', '.join(f_tasks)} leaves no task to retain")
+            raise InvalidInputError(f"forgetting {', '.join(f_tasks)} leaves no task to retain")
 
         def used(part_tasks: list[str]) -> list[tuple[str, int]]:
             synthetic = any(t not in pairs for t in part_tasks)
@@ -248,21 +250,21 @@ def make_split(
 
     if by == "class":
         if clean is None or pairs:
-            raise ValueError(
+            raise InvalidInputError(
                 f"class splits need a clean source with classes (data.source deadleaves or "
                 f"classes), not {cfg.source!r}"
             )
         present = sorted({c for i in range(len(clean)) if (c := clean.content_class(i))})
         unknown = [c for c in forget if c not in present]
         if unknown:
-            raise ValueError(
+            raise InvalidInputError(
                 f"unknown class(es) {', '.join(map(repr, unknown))}; valid choices: "
                 f"{', '.join(present)}"
             )
         f_classes = list(dict.fromkeys(forget))
         r_classes = [c for c in present if c not in f_classes]
         if not r_classes:
-            raise ValueError(f"forgetting {', '.join(f_classes)} leaves no class to retain")
+            raise InvalidInputError(f"forgetting {', '.join(f_classes)} leaves no class to retain")
         groups = {it: clean.content_class(it[1]) or "" for it in items}
         test_items = (
             _held_out_files(items, groups, held_out_fraction, seed, set())
@@ -287,7 +289,9 @@ def make_split(
     excluded = chosen | set(test_items)
     r_items = [it for it in items if it not in excluded]
     if not r_items:
-        raise ValueError("the deletion request covers every training image: nothing to retain")
+        raise InvalidInputError(
+            "the deletion request covers every training image: nothing to retain"
+        )
     manifest["forget"] = _part(tasks, None, _entries(f_items, clean, pairs))
     manifest["retain"] = _part(tasks, None, _entries(r_items, clean, pairs))
     manifest["test"] = _held_out_part(clean, test_items, held_out, pairs)
@@ -302,7 +306,9 @@ def _held_out_part(
 ) -> dict[str, Any]:
     if isinstance(clean, DeadLeavesPool):
         if held_out < 1:
-            raise ValueError(f"held_out must be >= 1 for a dead-leaves split, got {held_out}")
+            raise InvalidInputError(
+                f"held_out must be >= 1 for a dead-leaves split, got {held_out}"
+            )
         pool = DeadLeavesPool(
             held_out, clean.image_size, clean.seed, clean.content_classes, namespace="test"
         )
@@ -354,7 +360,59 @@ def _validate(manifest: Any, where: str) -> dict[str, Any]:
                 )
     if manifest["kind"] != "degradation" and not manifest["forget"]["entries"]:
         raise ManifestError(f"{where}: the forget part lists no images")
+    _check_consistent(manifest, where)
     return manifest
+
+
+def _check_consistent(manifest: dict[str, Any], where: str) -> None:
+    """A manifest that contradicts itself is refused: forget and retain share no task (a
+    degradation split) and no image (class, instance splits; nor does either share one with
+    the held-out test part), and every task they name is one the data section trains."""
+    try:
+        trained = train_tasks(from_dict(DataConfig, manifest["data"], "data."))
+    except ConfigError as e:
+        raise ManifestError(f"{where}: invalid data section: {e}") from e
+    tasks = {}
+    for part in ("forget", "retain"):
+        names = manifest[part].get("tasks")
+        if not isinstance(names, list) or not all(isinstance(t, str) for t in names):
+            raise ManifestError(f"{where}: {part}.tasks must be a list of task names")
+        outside = [t for t in names if t not in trained]
+        if outside:
+            raise ManifestError(
+                f"{where}: {part}.tasks names {', '.join(outside)}, which the manifest's data "
+                f"does not train (trained tasks: {', '.join(trained)})"
+            )
+        tasks[part] = names
+    if manifest["kind"] == "degradation":
+        if not tasks["forget"] or not tasks["retain"]:
+            empty = "forget" if not tasks["forget"] else "retain"
+            raise ManifestError(f"{where}: {empty}.tasks is empty")
+        both = [t for t in tasks["forget"] if t in tasks["retain"]]
+        if both:
+            raise ManifestError(
+                f"{where}: task(s) {', '.join(both)} are in both forget.tasks and retain.tasks"
+            )
+        return
+    if manifest["kind"] == "class":
+        classes = {p: manifest[p].get("classes") or [] for p in ("forget", "retain")}
+        both = [c for c in classes["forget"] if c in classes["retain"]]
+        if both:
+            raise ManifestError(
+                f"{where}: class(es) {', '.join(map(str, both))} are in both forget.classes "
+                "and retain.classes"
+            )
+
+    def keys(part: str) -> dict[tuple[Any, str], str]:
+        return {(e.get("task"), e["id"]): e["id"] for e in manifest[part]["entries"]}
+
+    parts = {p: keys(p) for p in _PARTS}
+    for a, b in (("forget", "retain"), ("forget", "test"), ("retain", "test")):
+        both = [name for k, name in parts[a].items() if k in parts[b]]
+        if both:
+            raise ManifestError(
+                f"{where}: {len(both)} image(s) are in both {a} and {b}: {_listing(both)}"
+            )
 
 
 def save_manifest(manifest: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -562,11 +620,15 @@ def read_id_list(path: str | os.PathLike[str]) -> list[str]:
     """Ids or paths, one per line (blank lines and ``#`` comments skipped); error if none."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"deletion list not found: {path}")
-    ids = [s.strip() for s in path.read_text().splitlines()]
+        raise MissingInputError(f"deletion list not found (or not a file): {path}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputFileError(f"cannot read the deletion list {path} as text: {e}") from e
+    ids = [s.strip() for s in lines]
     ids = [s for s in ids if s and not s.startswith("#")]
     if not ids:
-        raise ValueError(f"deletion list {path} names no images")
+        raise InputFileError(f"deletion list {path} names no images")
     return ids
 
 
@@ -618,6 +680,9 @@ def split_command(args: argparse.Namespace, base: DataConfig | None = None) -> i
     ``base`` is the run's data config (a preset); options given on the command line override
     its fields.
     """
+    from forgetir.atomic import check_output_file
+    from forgetir.config import RANGES, check_range
+
     cfg = base or DataConfig()
     overrides = {
         "source": args.source,
@@ -629,11 +694,20 @@ def split_command(args: argparse.Namespace, base: DataConfig | None = None) -> i
         "content_classes": args.content_classes,
         "test_set": args.test_set,
     }
+    for key, value in overrides.items():
+        check_range("--" + key.replace("_", "-"), value, RANGES.get(f"data.{key}"))
+    check_range("--held-out", args.held_out, RANGES["data.pool_size"])
+    if not 0 <= args.held_out_fraction < 1:
+        raise InvalidInputError(
+            f"--held-out-fraction={args.held_out_fraction} is out of range; valid: in [0, 1)"
+        )
+    check_range("--seed", args.seed, RANGES["train.seed"])
+    check_output_file(args.out)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     forget = list(args.forget)
     if args.id_list:
         if args.by != "instances":
-            raise ValueError("--list is for --by instances (a deletion request)")
+            raise InvalidInputError("--list is for --by instances (a deletion request)")
         forget += read_id_list(args.id_list)
     manifest = make_split(
         cfg,

@@ -36,6 +36,7 @@ from forgetir.data.io import tensor_sha256
 from forgetir.data.pipeline import resolve_tasks
 from forgetir.data.pool import DeadLeavesPool
 from forgetir.degradations import TASKS, degrade
+from forgetir.errors import InputFileError, InvalidInputError
 
 __all__ = [
     "TEST_MULTIPLE",
@@ -71,8 +72,11 @@ class TestSet:
         return len(self.names)
 
 
-def centre_crop(x: torch.Tensor, multiple: int = TEST_MULTIPLE) -> torch.Tensor:
-    """Centre-crop (..., H, W) to multiples of ``multiple`` (the official ``crop_img``).
+def centre_crop(
+    x: torch.Tensor, multiple: int = TEST_MULTIPLE, name: str | Path | None = None
+) -> torch.Tensor:
+    """Centre-crop (..., H, W) to multiples of ``multiple`` (the official ``crop_img``);
+    ``name`` (the image's file) is named in the error for an image smaller than ``multiple``.
 
     Example:
         >>> centre_crop(torch.zeros(1, 3, 33, 50)).shape
@@ -81,7 +85,11 @@ def centre_crop(x: torch.Tensor, multiple: int = TEST_MULTIPLE) -> torch.Tensor:
     h, w = x.shape[-2:]
     ch, cw = h - h % multiple, w - w % multiple
     if ch == 0 or cw == 0:
-        raise ValueError(f"image of {h}x{w} is smaller than the crop multiple {multiple}")
+        what = f"image {name}" if name is not None else "image"
+        raise InputFileError(
+            f"{what} is {h}x{w} (height x width), smaller than the crop multiple {multiple} "
+            "the models need; remove it from the test set"
+        )
     top, left = (h - ch) // 2, (w - cw) // 2
     return x[..., top : top + ch, left : left + cw]
 
@@ -136,11 +144,15 @@ def clean_test_images(
         return _photos(max_side)
     if source == "deadleaves":
         if n < 1:
-            raise ValueError(f"dead-leaves test set size n must be >= 1, got {n}")
+            raise InvalidInputError(f"dead-leaves test set size n must be >= 1, got {n}")
         return _deadleaves(n, size)
     if source == "promptir":
-        raise ValueError("promptir test images are real pairs: use build_test_sets(root=...)")
-    raise ValueError(f"unknown test set {source!r}; valid choices: {', '.join(TEST_SOURCES)}")
+        raise InvalidInputError(
+            "promptir test images are real pairs: use build_test_sets(root=...)"
+        )
+    raise InvalidInputError(
+        f"unknown test set {source!r}; valid choices: {', '.join(TEST_SOURCES)}"
+    )
 
 
 def _synthetic(
@@ -163,8 +175,8 @@ def _promptir(task: str, root: Path, seed: int) -> TestSet:
         for i in range(len(pairs)):
             y, x = pairs.get_pair(i)
             names.append(pairs.name(i))
-            degraded.append(centre_crop(y.unsqueeze(0)))
-            clean.append(centre_crop(x.unsqueeze(0)))
+            degraded.append(centre_crop(y.unsqueeze(0), name=pairs.path(i)))
+            clean.append(centre_crop(x.unsqueeze(0), name=pairs.target_path(i)))
         what = "Rain100L" if task == "derain" else "SOTS outdoor"
         desc = (
             f"{len(names)} {what} pairs ({pairs.label}), full size, centre-cropped to a "
@@ -173,7 +185,7 @@ def _promptir(task: str, root: Path, seed: int) -> TestSet:
         return TestSet(task, desc, names, degraded, clean)
     bsd = layout.test_denoise()
     names = [bsd.name(i) for i in range(len(bsd))]
-    clean = [centre_crop(bsd.get(i).unsqueeze(0)) for i in range(len(bsd))]
+    clean = [centre_crop(bsd.get(i).unsqueeze(0), name=bsd.path(i)) for i in range(len(bsd))]
     desc = f"{len(names)} BSD68 images ({bsd.label}), full size, centre-cropped to a multiple of 16"
     return _synthetic(task, names, clean, desc, seed)
 
@@ -190,7 +202,7 @@ def _cached(
 ) -> dict[str, TestSet]:
     if source == "promptir":
         if root is None:
-            raise ValueError("test set 'promptir' needs root (the folder holding test/)")
+            raise InvalidInputError("test set 'promptir' needs root (the folder holding test/)")
         return {t: _promptir(t, Path(root), seed) for t in tasks}
     names, clean, desc = clean_test_images(source, max_side, n, size)
     return {t: _synthetic(t, names, clean, desc, seed) for t in tasks}
@@ -215,7 +227,9 @@ def build_test_sets(
         (7, True)
     """
     if source not in TEST_SOURCES:
-        raise ValueError(f"unknown test set {source!r}; valid choices: {', '.join(TEST_SOURCES)}")
+        raise InvalidInputError(
+            f"unknown test set {source!r}; valid choices: {', '.join(TEST_SOURCES)}"
+        )
     tasks = tuple(resolve_tasks(list(tasks), "test tasks"))
     key_root = str(Path(root).expanduser().resolve()) if root is not None else None
     sets = _cached(source, tasks, max_side, key_root, int(seed), int(n), int(size))
@@ -240,7 +254,7 @@ def manifest_test_entries(
         from forgetir.data.promptir_layout import PromptIRLayout
 
         if root is None:
-            raise ValueError("test set 'promptir' needs root (the folder holding test/)")
+            raise InvalidInputError("test set 'promptir' needs root (the folder holding test/)")
         layout = PromptIRLayout(root)
         entries: list[dict[str, Any]] = []
         for task, src in (

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from forgetir.config import ConfigError
+from forgetir.config import NON_NEGATIVE, ConfigError
 from forgetir.methods.base import (
     Batch,
     ForgetStopConfig,
@@ -51,6 +51,7 @@ from forgetir.methods.registry import register_method
 
 @dataclass
 class AccurateForgettingConfig(ForgetStopConfig):
+    RANGES = {"w_ul": NON_NEGATIVE, "w_adv": NON_NEGATIVE, "w_r": NON_NEGATIVE}
     w_ul: float = 1.0  # instance-wise unlearning term (-L1 to the clean target)
     w_adv: float = 1.0  # adversarial-example term (L1 to y')
     w_r: float = 1.0  # retain term

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from forgetir.config import NON_NEGATIVE
 from forgetir.methods.base import (
     Batch,
     ForgetStopConfig,
@@ -44,6 +45,7 @@ from forgetir.methods.registry import register_method
 
 @dataclass
 class BadTeacherConfig(ForgetStopConfig):
+    RANGES = {"w_f": NON_NEGATIVE, "w_r": NON_NEGATIVE}
     w_f: float = 1.0  # weight of distillation from the incompetent teacher on D_f
     w_r: float = 1.0  # weight of distillation from the original model on D_r
 

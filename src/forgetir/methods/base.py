@@ -240,12 +240,12 @@ class UnlearningMethod:
     @classmethod
     def check_target(cls, target: str) -> None:
         if target not in TARGETS:
-            raise ValueError(f"unknown forget target {target!r}; valid: {', '.join(TARGETS)}")
+            raise ConfigError(f"unknown forget target {target!r}; valid: {', '.join(TARGETS)}")
         if target == "retrain-like" and cls.retrain_like is None:
             from forgetir.methods.registry import get_method, list_methods
 
             able = [m for m in list_methods() if get_method(m).retrain_like is not None]
-            raise ValueError(
+            raise ConfigError(
                 f"method {cls.name!r} supports the forget target 'collapse' only; "
                 f"methods that support 'retrain-like': {', '.join(able)}"
             )

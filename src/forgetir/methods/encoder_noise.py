@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forgetir.config import ConfigError
+from forgetir.config import NON_NEGATIVE, ConfigError
 from forgetir.methods.base import Batch, MethodConfig, UnlearningMethod, gaussian_like, require
 from forgetir.methods.registry import register_method
 from forgetir.models.external import encode, encoder_parameters, has_encoder
@@ -47,6 +47,7 @@ _NOISE_STATS = ("image", "batch")
 
 @dataclass
 class EncoderNoiseConfig(MethodConfig):
+    RANGES = {"alpha": NON_NEGATIVE, "w_r": NON_NEGATIVE}
     alpha: float = 0.2  # forget weight; the design notes give 0.1-0.2 (not in the abstract)
     w_r: float = 1.0  # retain weight
     noise_stats: str = "image"  # image: per image & channel; batch: per channel over the batch

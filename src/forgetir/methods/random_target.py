@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from forgetir.config import ConfigError
+from forgetir.config import NON_NEGATIVE, ConfigError
 from forgetir.methods.base import (
     Batch,
     ForgetStopConfig,
@@ -44,6 +44,7 @@ _KINDS = ("perturbed", "gaussian")
 
 @dataclass
 class RandomTargetConfig(ForgetStopConfig):
+    RANGES = {"w_r": NON_NEGATIVE, "adv_range": NON_NEGATIVE}
     kind: str = "perturbed"  # perturbed: clamp(y + U(-r, r)); gaussian: random Gaussian image
     adv_range: float = 0.5  # r for kind=perturbed
     w_r: float = 1.0  # retain weight

@@ -31,13 +31,14 @@ from typing import Any
 
 import torch
 
-from forgetir.config import ConfigError
+from forgetir.config import NON_NEGATIVE, ConfigError
 from forgetir.methods.base import Batch, ForgetStopConfig, UnlearningMethod, l1, psnr_mean
 from forgetir.methods.registry import register_method
 
 
 @dataclass
 class ScrubConfig(ForgetStopConfig):
+    RANGES = {"gamma": NON_NEGATIVE, "alpha": NON_NEGATIVE}
     gamma: float = 0.99  # retain task-loss weight (min step)
     alpha: float = 0.001  # distillation weight towards the teacher on D_r (min step)
     max_every: int = 2  # a max step every `max_every` steps (2: alternate by parity)

@@ -83,6 +83,8 @@ __all__ = [
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir reproduce``."""
+    from forgetir.unlearn import add_options
+
     parser.add_argument("--scale", default="cpu", choices=SCALES)
     parser.add_argument("--out", help="output folder (default: runs/reproduce-<scale>)")
     parser.add_argument("--list", action="store_true", help="print the cells and exit")
@@ -110,14 +112,14 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         "the instance cell's images); repeatable",
     )
     parser.add_argument("--root", help="PromptIR data folder (paper scale)")
-    parser.add_argument("--steps", type=int, help="unlearning steps (cpu 60; paper: 2 epochs)")
-    parser.add_argument("--batch-size", type=int, help="unlearning batch (cpu 8, paper 16)")
-    parser.add_argument("--patch-size", type=int, help="patch side (cpu 64, paper 128)")
-    parser.add_argument(
-        "--test-max-side", type=int, default=128, help="longest side of the test photos (cpu)"
+    add_options(
+        parser,
+        ("steps", "batch_size", "patch_size", "test_max_side", "threads", "seed"),
+        steps={"default": None, "help": "unlearning steps (cpu 60; paper: 2 epochs)"},
+        batch_size={"default": None, "help": "unlearning batch (cpu 8, paper 16)"},
+        patch_size={"default": None, "help": "patch side (cpu 64, paper 128)"},
+        test_max_side={"default": 128, "help": "longest side of the test photos (cpu)"},
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--docs",
         nargs="?",
@@ -141,6 +143,15 @@ def parse_ut(items: Sequence[str]) -> dict[str, str]:
 
 
 def options_from_args(args: argparse.Namespace) -> ReproduceOptions:
+    from forgetir.atomic import check_output_dir
+    from forgetir.config import check_range
+    from forgetir.unlearn import UnlearnOptions, option_name
+
+    # The options every cell's unlearning run takes, checked before the first cell runs.
+    for name in ("steps", "batch_size", "patch_size", "test_max_side", "threads", "seed"):
+        check_range(option_name(name), getattr(args, name), UnlearnOptions.RANGES.get(name))
+    if args.out:
+        check_output_dir(args.out)
     return ReproduceOptions(
         scale=args.scale,
         out=args.out,
