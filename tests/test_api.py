@@ -113,14 +113,15 @@ def test_api_errors_name_the_bad_input(tmp_path):
 
 def test_fresh_moceir_tiny_runs_the_pipeline_end_to_end(tmp_path, tiny_opts):
     # The demo's pipeline (unlearn, verify, report) on a newly created moceir-tiny.
-    from forgetir.api import prepare_checkpoint
     from forgetir.report import write_report
     from forgetir.unlearn import run_unlearn
 
     out = tmp_path / "moce"
     data = {"pool_size": 6, "image_size": 32, "test_max_side": 32}
-    before = prepare_checkpoint("fresh:moceir-tiny", out, seed=0, data=data)
-    run = run_unlearn(before, out, tiny_opts(), forget=["dehaze"], command="test")
+    run = run_unlearn(
+        "fresh:moceir-tiny", out, tiny_opts(), forget=["dehaze"], command="test", data=data
+    )
+    assert (out / "before.safetensors").is_file()  # the fresh model is saved inside the run
     assert run["steps"] == 2 and (out / "verify.json").is_file()
     assert load_model(out / "model.safetensors").forgetir_spec["name"] == "moceir-tiny"
     assert set(run["expert_usage"]) == {"BEFORE", "unlearned"}  # no UT in this run
