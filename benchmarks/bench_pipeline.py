@@ -39,14 +39,16 @@ def pipeline_rate(ds: TaskPatchDataset, batch: int, batches: int, workers: int) 
     return n / (time.perf_counter() - t0)
 
 
-def model_rates(batch: int, patch: int, steps: int) -> tuple[float, float]:
+def model_rates(batch: int, patch: int, steps: int) -> dict[str, tuple[float, float]]:
     """Steps/s of a promptir-tiny training step and of an unlearning step, timed in turns.
 
     Training: forward, L1 backward, AdamW (the ``cpu`` preset's optimizer). Unlearning: the
     demo's step, ``accurate-forgetting`` (collapse target, 1:1:1) on a forget batch and a
     retain batch of ``batch`` patches each (two forwards, one backward of the summed loss,
     Adam). Both start from the shipped BEFORE model; steps alternate (train, unlearn, ...) so
-    that load from other processes hits both alike. Returns (train, unlearn) steps/s.
+    that load from other processes hits both alike. Returns ``{"wall": (train, unlearn),
+    "cpu": (train, unlearn)}`` in steps/s of wall-clock and of process CPU time (steadier when
+    other jobs compete for the cores).
     """
     from forgetir.checkpoint import load_model
     from forgetir.methods import create_method
@@ -81,14 +83,19 @@ def model_rates(batch: int, patch: int, steps: int) -> tuple[float, float]:
         method.loss(forget, retain)["loss"].backward()
         opt_u.step()
 
-    times: dict[str, float] = {"train": 0.0, "unlearn": 0.0}
+    wall = {"train": 0.0, "unlearn": 0.0}
+    cpu = {"train": 0.0, "unlearn": 0.0}
     train_step(), unlearn_step()  # warm-up (allocations, first-call overheads)
     for _ in range(steps):
         for key, fn in (("train", train_step), ("unlearn", unlearn_step)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            times[key] += time.perf_counter() - t0
-    return steps / times["train"], steps / times["unlearn"]
+            wall[key] += time.perf_counter() - t0
+            cpu[key] += time.process_time() - c0
+    return {
+        "wall": (steps / wall["train"], steps / wall["unlearn"]),
+        "cpu": (steps / cpu["train"], steps / cpu["unlearn"]),
+    }
 
 
 def main() -> None:
@@ -129,17 +136,23 @@ def main() -> None:
         print(f"pipeline, {label:22s}: {rates[label]:8.1f} samples/s")
     torch.set_num_threads(args.threads)
     runs = [model_rates(args.batch, args.patch, args.steps) for _ in range(args.repeats)]
-    train = statistics.median(r[0] for r in runs)
-    unlearn = statistics.median(r[1] for r in runs)
-    model = train * args.batch
+    rate = {
+        (clock, i): statistics.median(r[clock][i] for r in runs)
+        for clock in ("wall", "cpu")
+        for i in (0, 1)
+    }
+    model = rate["wall", 0] * args.batch
     print(
         f"promptir-tiny (shipped BEFORE), batch {args.batch} of {args.patch}x{args.patch}, "
-        f"{args.threads} threads, steps alternated:"
+        f"{args.threads} threads, steps alternated; steps/s of wall time (of CPU time):"
     )
-    print(f"  training step (L1, AdamW):                   {train:6.2f} steps/s")
+    for i, label in enumerate(
+        ("training step (L1, AdamW)", "unlearning step (accurate-forgetting, 2 batches, Adam)")
+    ):
+        print(f"  {label:55s} {rate['wall', i]:6.2f} ({rate['cpu', i]:6.2f}) steps/s")
     print(
-        f"  unlearning step (accurate-forgetting, forget+retain batches, Adam): "
-        f"{unlearn:6.2f} steps/s ({unlearn / train:.2f}x the training step's rate)"
+        f"  unlearning / training step rate: {rate['wall', 1] / rate['wall', 0]:.2f}x "
+        f"({rate['cpu', 1] / rate['cpu', 0]:.2f}x of CPU time)"
     )
     for label, r in rates.items():
         print(f"ratio pipeline ({label}) / training step: {r / model:.1f}x")

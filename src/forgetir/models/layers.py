@@ -137,12 +137,16 @@ class Attention(nn.Module):
             _depthwise(self.qkv_dwconv, _pointwise(self.qkv, y, rows), rows).reshape(b, h * w, c)
             for rows in (slice(0, c), slice(c, 2 * c), slice(2 * c, 3 * c))
         )
-        q, k = (t.reshape(b, h * w, heads, d).permute(0, 2, 3, 1) for t in (q, k))
         # Normalising the small score matrix equals normalising q and k (as published), but
         # touches (C/heads)^2 numbers instead of two (C/heads, HW) maps, forward and backward.
-        qn = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(1e-12)
-        kn = torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(1e-12)
-        attn = (q @ k.transpose(-2, -1)) * (self.temperature / (qn * kn.transpose(-2, -1)))
+        # The norms reduce over HW on the (B, HW, C) layout, where the inner loop runs along
+        # contiguous channels (the per-head view would stride by C).
+        qn, kn = (
+            torch.linalg.vector_norm(t, dim=1).clamp_min(1e-12).reshape(b, heads, d) for t in (q, k)
+        )
+        q, k = (t.reshape(b, h * w, heads, d).permute(0, 2, 3, 1) for t in (q, k))
+        scale = self.temperature / (qn.unsqueeze(-1) * kn.unsqueeze(-2))
+        attn = (q @ k.transpose(-2, -1)) * scale
         attn = attn.softmax(dim=-1)  # (B, heads, d, d)
         # project_out(attn @ v) = (W_o blockdiag(attn)) v: fold the (C, C) output projection
         # into the small attention matrices first, so one (HW, C) x (C, C) product replaces two
