@@ -520,6 +520,52 @@ def _cases() -> list[tuple[str, Any]]:
         f = _file(e.tmp)
         return ["eval", str(e.parent), *FAST_EVAL, "--out", str(f / "r.json")], [str(f)], f
 
+    @case("eval-batch-size-0")
+    def _(e):
+        return ["eval", str(e.parent), "--batch-size", "0"], ["--batch-size", ">= 1"], None
+
+    @case("eval-max-side-negative")
+    def _(e):
+        return ["eval", str(e.parent), "--max-side", "-1"], ["--max-side", ">= 0"], None
+
+    @case("split-held-out-fraction-1.5")
+    def _(e):
+        out = e.tmp / "s.json"
+        return (
+            [
+                "split",
+                "--by",
+                "class",
+                "--forget",
+                "disks",
+                "--held-out-fraction",
+                "1.5",
+                "--out",
+                str(out),
+            ],
+            ["--held-out-fraction", "in [0, 1)"],
+            out,
+        )
+
+    @case("split-pool-size-0")
+    def _(e):
+        out = e.tmp / "s.json"
+        return (
+            [
+                "split",
+                "--by",
+                "degradation",
+                "--forget",
+                "dehaze",
+                "--pool-size",
+                "0",
+                "--out",
+                str(out),
+            ],
+            ["--pool-size", ">= 1"],
+            out,
+        )
+
     @case("eval-device-unknown")
     def _(e):
         return ["eval", str(e.parent), "--device", "nope"], ["--device", "nope", "cpu"], None
