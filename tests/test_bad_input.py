@@ -32,17 +32,6 @@ from forgetir.data.io import write_image
 from forgetir.data.splits import make_split, save_manifest
 from forgetir.models import create_model
 
-# The tiny parent of tests/conftest.py is trained with these; a command that reaches the data
-# of a run folder made by it must describe the same data.
-PARENT_CONFIG = [
-    "train.steps=3",
-    "train.batch_size=2",
-    "data.pool_size=6",
-    "data.image_size=32",
-    "data.patch_size=32",
-    "data.test_max_side=32",
-    "optim.warmup_steps=0",
-]
 TINY_TRAIN = ["train.steps=1", "train.batch_size=2", "data.pool_size=2", "data.image_size=32"]
 TINY_TRAIN += ["data.patch_size=32", "data.test_max_side=32", "optim.warmup_steps=0"]
 TINY_UNLEARN = ["--steps", "1", "--batch-size", "2", "--patch-size", "32", "--no-verify"]
@@ -95,6 +84,19 @@ class Env:
             weights.with_suffix(".json").write_text(json.dumps(meta))
         return weights
 
+    def eval_on(self, root: Path, task: str) -> list[str]:
+        """``forgetir eval`` of the parent on the PromptIR-layout test set under ``root``."""
+        return [
+            "eval",
+            str(self.parent),
+            "--test-set",
+            "promptir",
+            "--root",
+            str(root),
+            "--tasks",
+            task,
+        ]
+
     def promptir_root(self, name: str = "promptir") -> Path:
         """A PromptIR-layout data folder with one BSD68 image and one Rain100L pair."""
         root = self.tmp / name
@@ -104,6 +106,11 @@ class Env:
                 root / "test" / "derain" / "Rain100L" / side / "1.png", torch.rand(3, 32, 32)
             )
         return root
+
+
+def _same_config(run: Path) -> list[str]:
+    """``--config`` of the run in ``run`` (its resolved config.yaml): what --resume needs."""
+    return ["--config", str(run / "config.yaml")]
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -520,6 +527,52 @@ def _cases() -> list[tuple[str, Any]]:
         f = _file(e.tmp)
         return ["eval", str(e.parent), *FAST_EVAL, "--out", str(f / "r.json")], [str(f)], f
 
+    @case("eval-batch-size-0")
+    def _(e):
+        return ["eval", str(e.parent), "--batch-size", "0"], ["--batch-size", ">= 1"], None
+
+    @case("eval-max-side-negative")
+    def _(e):
+        return ["eval", str(e.parent), "--max-side", "-1"], ["--max-side", ">= 0"], None
+
+    @case("split-held-out-fraction-1.5")
+    def _(e):
+        out = e.tmp / "s.json"
+        return (
+            [
+                "split",
+                "--by",
+                "class",
+                "--forget",
+                "disks",
+                "--held-out-fraction",
+                "1.5",
+                "--out",
+                str(out),
+            ],
+            ["--held-out-fraction", "in [0, 1)"],
+            out,
+        )
+
+    @case("split-pool-size-0")
+    def _(e):
+        out = e.tmp / "s.json"
+        return (
+            [
+                "split",
+                "--by",
+                "degradation",
+                "--forget",
+                "dehaze",
+                "--pool-size",
+                "0",
+                "--out",
+                str(out),
+            ],
+            ["--pool-size", ">= 1"],
+            out,
+        )
+
     @case("eval-device-unknown")
     def _(e):
         return ["eval", str(e.parent), "--device", "nope"], ["--device", "nope", "cpu"], None
@@ -593,20 +646,7 @@ def _cases() -> list[tuple[str, Any]]:
         inp = root / "test" / "derain" / "Rain100L" / "input"
         shutil.rmtree(inp)
         _file(inp.parent, "input")
-        return (
-            [
-                "eval",
-                str(e.parent),
-                "--test-set",
-                "promptir",
-                "--root",
-                str(root),
-                "--tasks",
-                "derain",
-            ],
-            [str(inp), "not a folder"],
-            None,
-        )
+        return e.eval_on(root, "derain"), [str(inp), "not a folder"], None
 
     @case("resume-damaged-checkpoint")
     def _(e):
@@ -616,7 +656,7 @@ def _cases() -> list[tuple[str, Any]]:
         data[-1] ^= 0xFF
         (run / "model.safetensors").write_bytes(bytes(data))
         return (
-            ["train", "--out", str(run), "--resume", "--quiet", *PARENT_CONFIG],
+            ["train", "--out", str(run), "--resume", "--quiet", *_same_config(run)],
             [str(run / "model.safetensors"), "cannot resume"],
             run,
         )
@@ -627,7 +667,7 @@ def _cases() -> list[tuple[str, Any]]:
         shutil.copytree(e.parent.parent, run)
         (run / "resume.pt").unlink()
         return (
-            ["train", "--out", str(run), "--resume", "--quiet", *PARENT_CONFIG],
+            ["train", "--out", str(run), "--resume", "--quiet", *_same_config(run)],
             [str(run), "resume.pt"],
             run,
         )
@@ -636,7 +676,11 @@ def _cases() -> list[tuple[str, Any]]:
     def _(e):
         run = e.tmp / "before"
         shutil.copytree(e.parent.parent, run)
-        return ["train", "--out", str(run), "--quiet", *PARENT_CONFIG], [str(run), "--resume"], run
+        return (
+            ["train", "--out", str(run), "--quiet", *_same_config(run)],
+            [str(run), "--resume"],
+            run,
+        )
 
     # ---- 6. nothing half-written: failures after the work started ------------------------
     @case("unlearn-fails-mid-run-on-a-bad-ut")
@@ -679,40 +723,14 @@ def _cases() -> list[tuple[str, Any]]:
         root = e.promptir_root()
         loop = root / "test" / "denoise" / "bsd68" / "loop.png"
         loop.symlink_to(loop)
-        return (
-            [
-                "eval",
-                str(e.parent),
-                "--test-set",
-                "promptir",
-                "--root",
-                str(root),
-                "--tasks",
-                "denoise_25",
-            ],
-            [str(loop), "looping symlink"],
-            None,
-        )
+        return e.eval_on(root, "denoise_25"), [str(loop), "looping symlink"], None
 
     @case("data-folder-with-a-folder-named-png")
     def _(e):
         root = e.promptir_root()
         d = root / "test" / "denoise" / "bsd68" / "b.png"
         d.mkdir()
-        return (
-            [
-                "eval",
-                str(e.parent),
-                "--test-set",
-                "promptir",
-                "--root",
-                str(root),
-                "--tasks",
-                "denoise_25",
-            ],
-            [str(d), "a folder"],
-            None,
-        )
+        return e.eval_on(root, "denoise_25"), [str(d), "a folder"], None
 
     @case("class-folder-with-a-folder-named-png")
     def _(e):
@@ -745,39 +763,13 @@ def _cases() -> list[tuple[str, Any]]:
         root = e.promptir_root()
         tiny = root / "test" / "denoise" / "bsd68" / "tiny.png"
         write_image(tiny, torch.rand(3, 1, 1))
-        return (
-            [
-                "eval",
-                str(e.parent),
-                "--test-set",
-                "promptir",
-                "--root",
-                str(root),
-                "--tasks",
-                "denoise_25",
-            ],
-            [str(tiny), "1x1"],
-            None,
-        )
+        return e.eval_on(root, "denoise_25"), [str(tiny), "1x1"], None
 
     @case("corrupt-test-image")
     def _(e):
         root = e.promptir_root()
         bad = _file(root / "test" / "denoise" / "bsd68", "bad.png", "not a png")
-        return (
-            [
-                "eval",
-                str(e.parent),
-                "--test-set",
-                "promptir",
-                "--root",
-                str(root),
-                "--tasks",
-                "denoise_25",
-            ],
-            [str(bad)],
-            None,
-        )
+        return e.eval_on(root, "denoise_25"), [str(bad)], None
 
     @case("nan-weights-eval")
     def _(e):
@@ -996,7 +988,7 @@ def test_resume_cleans_orphans_and_keeps_one_event_file(parent, tmp_path, capsys
     orphan = run / ".model.safetensors.abc123.tmp"
     orphan.write_bytes(b"half a save")
     assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1
-    assert main(["train", "--out", str(run), "--resume", "--quiet", *PARENT_CONFIG]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--quiet", *_same_config(run)]) == 0
     assert not orphan.exists()
     events = list((run / "tb").glob("events.out.tfevents.*"))
     assert len(events) == 1, events

@@ -490,20 +490,18 @@ def _shapes(tensors: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in tensors.items()}
 
 
-def _load_into(
-    model: nn.Module, state: dict[str, torch.Tensor], file: Path, arch: str, strict: bool
-) -> tuple[list[str], list[str]]:
-    expected = model.state_dict()
-    missing, unexpected = _check_fit(_shapes(expected), _shapes(state), file, arch, strict)
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
+    """Copy ``state`` (already fitted to ``model`` by :func:`_check_fit`) into ``model``,
+    refusing weights that are not finite."""
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
         raise CheckpointError(
             f"weights in {str(file)!r} contain NaN or infinite values (in {_listing(bad)}): "
             "the model that saved them had diverged; use an earlier checkpoint"
         )
+    expected = model.state_dict()
     # copy_ inside load_state_dict casts float16 files back to the model's float32.
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-    return missing, unexpected
 
 
 def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
@@ -644,13 +642,8 @@ def load_model(
     source = meta.get("model_source")
     # The model the arguments describe, built without memory, must fit the file's tensors
     # before anything is allocated: a sidecar cannot make forgetir build a huge model.
-    _check_fit(
-        _shapes(_build(meta["arch"], args, weights, source, "meta").state_dict()),
-        found,
-        weights,
-        meta["arch"],
-        strict,
-    )
+    expected = _shapes(_build(meta["arch"], args, weights, source, "meta").state_dict())
+    missing, unexpected = _check_fit(expected, found, weights, meta["arch"], strict)
     if state is None:
         state = _read_safetensors(weights)
     model = _build(meta["arch"], args, weights, source)
@@ -661,7 +654,7 @@ def load_model(
         from forgetir.models.external import set_condition
 
         set_condition(model, str(cond["argument"]), cond.get("value"))
-    missing, unexpected = _load_into(model, state, weights, meta["arch"], strict)
+    _load_into(model, state, weights)
     meta = {**meta, "path": str(weights)}
     if missing or unexpected:
         meta.update(missing_keys=missing, unexpected_keys=unexpected)

@@ -349,16 +349,14 @@ def eval_command(args: argparse.Namespace) -> int:
     """``forgetir eval``: print the table (degraded-input row first); ``--out`` writes JSON."""
     from forgetir.atomic import check_output_file
     from forgetir.checkpoint import load_model, weights_file
+    from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, check_range
     from forgetir.data.testsets import build_test_sets
-    from forgetir.errors import InvalidInputError
     from forgetir.runtime import resolve_device
     from forgetir.shipped import resolve_checkpoint
 
     # Every option is checked before any model is loaded or image read.
-    if args.batch_size < 1:
-        raise InvalidInputError(f"--batch-size={args.batch_size} is out of range; valid: >= 1")
-    if args.max_side < 0:
-        raise InvalidInputError(f"--max-side={args.max_side} is out of range; valid: >= 0")
+    check_range("--batch-size", args.batch_size, AT_LEAST_ONE)
+    check_range("--max-side", args.max_side, NON_NEGATIVE)
     device = resolve_device(args.device, option="--device")
     paths = [resolve_checkpoint(c) for c in args.checkpoints]
     for path in paths:

@@ -141,9 +141,9 @@ def run_train(
         "excluded": [t for t in cfg.data.tasks if t not in tasks],
     }
     engine = Engine(model, cfg.optim, cfg.train, out, config=config, meta=meta, quiet=quiet)
-    engine.check_out_dir(resume)
     existing = _entries(out)
     try:
+        engine.check_out_dir(resume)
         dataset = build_train_dataset(cfg.data, seed=cfg.train.seed)
         per_rank = engine.local_batch_size()
         if engine.is_main and not (resume and (out / CONFIG_NAME).exists()):

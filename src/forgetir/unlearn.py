@@ -405,17 +405,18 @@ def run_unlearn(
         load_manifest(split)  # malformed or contradictory: refused now (hashes come later)
     out = Path(out_dir)
     check_run_folder(out)
-    made = [p for p in (out, *out.parents) if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{out.name}.partial-"
-    for stale in out.parent.glob(prefix + "*"):  # left by a run that was killed
+    place = out.absolute()  # "--out ." too has a name and a parent to build beside
+    made = [p for p in (place, *place.parents) if not p.exists()]
+    place.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{place.name}.partial-"
+    for stale in place.parent.glob(prefix + "*"):  # left by a run that was killed
         shutil.rmtree(stale, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=prefix))
+    work = Path(tempfile.mkdtemp(dir=place.parent, prefix=prefix))
     try:
         run = _unlearn(checkpoint, out, work, opts, forget, split, ut, arch, command, data)
         (work / "resume.pt").unlink(missing_ok=True)  # unlearn has no --resume
         try:
-            os.replace(work, out)  # onto a missing or empty folder: the run appears whole
+            os.replace(work, place)  # onto a missing or empty folder: the run appears whole
         except OSError as e:
             raise RunExistsError(f"--out {out} was filled while the run went on ({e})") from e
     except BaseException:

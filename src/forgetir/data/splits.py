@@ -681,7 +681,7 @@ def split_command(args: argparse.Namespace, base: DataConfig | None = None) -> i
     its fields.
     """
     from forgetir.atomic import check_output_file
-    from forgetir.config import RANGES, check_range
+    from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, RANGES, UNIT, check_range
 
     cfg = base or DataConfig()
     overrides = {
@@ -696,12 +696,9 @@ def split_command(args: argparse.Namespace, base: DataConfig | None = None) -> i
     }
     for key, value in overrides.items():
         check_range("--" + key.replace("_", "-"), value, RANGES.get(f"data.{key}"))
-    check_range("--held-out", args.held_out, RANGES["data.pool_size"])
-    if not 0 <= args.held_out_fraction < 1:
-        raise InvalidInputError(
-            f"--held-out-fraction={args.held_out_fraction} is out of range; valid: in [0, 1)"
-        )
-    check_range("--seed", args.seed, RANGES["train.seed"])
+    check_range("--held-out", args.held_out, AT_LEAST_ONE)
+    check_range("--held-out-fraction", args.held_out_fraction, UNIT)
+    check_range("--seed", args.seed, NON_NEGATIVE)
     check_output_file(args.out)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     forget = list(args.forget)
