@@ -23,24 +23,35 @@ import argparse
 import copy
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from forgetir.atomic import atomic_json
 from forgetir.config import (
-    ALL_TASKS,
     DataConfig,
     OptimConfig,
     TrainConfig,
     from_dict,
-    load_config,
     parse_override,
 )
+from forgetir.provenance import software_versions, utc_now
+from forgetir.records import FileRecord, RunRecord, SplitRecord
+from forgetir.runs import GRIDS, MODEL, QUALITY_JSON, SPLIT_JSON, VERIFY_JSON, RunFolder
 from forgetir.shipped import resolve_checkpoint, ut_name_for
+from forgetir.testbed import (
+    evaluation_sets,
+    load_eval_model,
+    model_meta,
+    parent_data_config,
+    split_set_names,
+    split_test_sets,
+)
+from forgetir.verify import summarize, verify_model
+
+_split_test_sets = split_test_sets  # the former private name, for existing callers
 
 INPUT_ROW = "input"
 
@@ -70,25 +81,6 @@ class UnlearnOptions:
     verify_eval_every: int = 5
     grids: bool = True
     quiet: bool = False
-
-
-def load_eval_model(spec: str | Path, arch: str | None = None) -> nn.Module:
-    """A checkpoint (``shipped:NAME``, forgetir ``.safetensors`` or published ``.ckpt``) in
-    eval mode."""
-    from forgetir.checkpoint import load_model
-
-    model = load_model(resolve_checkpoint(spec), arch=arch)
-    model.eval()
-    return model
-
-
-def parent_data_config(model: nn.Module) -> DataConfig:
-    """The data a checkpoint was trained on (its sidecar), else the ``cpu`` preset's."""
-    meta = getattr(model, "forgetir_meta", {}) or {}
-    data = (meta.get("config") or {}).get("data")
-    if data:
-        return from_dict(DataConfig, data, "data.")
-    return load_config("cpu").data
 
 
 def _guard_sets(tasks: list[str], seed: int) -> dict[str, Any]:
@@ -200,59 +192,13 @@ def _split(
         manifest = make_split(parent_data, "degradation", forget)
     else:
         raise ValueError("give --forget TASK (a degradation type) or --split MANIFEST.json")
-    return manifest, save_manifest(manifest, out / "split.json")
+    return manifest, save_manifest(manifest, out / SPLIT_JSON)
 
 
 def _tasks_of(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
     if manifest["kind"] == "degradation":
         return list(manifest["forget"]["tasks"]), list(manifest["retain"]["tasks"])
     return [], []
-
-
-def evaluation_sets(
-    manifest: dict[str, Any], datasets: dict[str, Any], opts: UnlearnOptions
-) -> dict[str, Any]:
-    """The test sets a run is scored on: every task's test set for a degradation split, else
-    fixed patches of the forgotten and of retained training images."""
-    if manifest["kind"] != "degradation":
-        return _split_test_sets(datasets)
-    from forgetir.data.testsets import build_test_sets
-
-    # root: the promptir test set lives under the split's data root (paper scale).
-    root = manifest["data"].get("root")
-    return build_test_sets(opts.test_set, ALL_TASKS, opts.test_max_side, root)
-
-
-def _split_test_sets(datasets: dict[str, Any], n: int = 16) -> dict[str, Any]:
-    """For class/instance splits: forget-test = the forgotten images, retain-test = retained
-    images (about ``n`` fixed patches of each, at least 3 per task), one set per part, or per
-    part and task (``"forget:denoise_25"``) when the data has several tasks."""
-    from forgetir.data.testsets import TestSet
-
-    sets = {}
-    for part in ("forget", "retain"):
-        ds = datasets[part]
-        tasks = list(ds.tasks)
-        per_task = max(3, -(-n // len(tasks)))
-        for k, task in enumerate(tasks):
-            # Item i has task tasks[i % T]: items k, k+T, ... are this task's.
-            idx = range(k, min(len(ds), k + per_task * len(tasks)), len(tasks))
-            items = [ds[i] for i in idx]
-            name = part if len(tasks) == 1 else f"{part}:{task}"
-            sets[name] = TestSet(
-                task,
-                f"{len(items)} {part}-set training patches of the split ({task})",
-                [str(it["image"]) for it in items],
-                [it["degraded"][None] for it in items],
-                [it["clean"][None] for it in items],
-            )
-    return sets
-
-
-def split_set_names(test_sets: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The forget-test and retain-test set names of :func:`_split_test_sets`."""
-    forget = [k for k in test_sets if k.split(":")[0] == "forget"]
-    return forget, [k for k in test_sets if k.split(":")[0] == "retain"]
 
 
 def run_unlearn(
@@ -278,17 +224,17 @@ def run_unlearn(
         write_results,
     )
     from forgetir.methods import create_method, get_method
-    from forgetir.report import software_versions
 
     get_method(opts.method)  # unknown names fail before any work
     out = Path(out_dir)
-    if (out / "run.json").exists():
+    if RunFolder(out).is_run():
         raise FileExistsError(f"{out} already holds an unlearning run; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     parent_path = resolve_checkpoint(checkpoint)
     before = load_eval_model(checkpoint, arch)
     model = copy.deepcopy(before)
-    parent_data = parent_data_config(before)
+    parent_meta = model_meta(parent_path)
+    parent_data = parent_data_config(parent_meta)
     parent_data.patch_size = opts.patch_size
     if forget:
         from forgetir.data.pipeline import resolve_tasks
@@ -357,78 +303,80 @@ def run_unlearn(
     if not forget_tasks:  # class/instance split: its forget-test and retain-test sets
         forget_tasks, retain_tasks = split_set_names(test_sets)
     source = describe_test_sets(test_sets)
-    rows = {INPUT_ROW: evaluate_degraded_input(test_sets, opts.protocol)}
-    rows["BEFORE"] = evaluate_model(before, test_sets, opts.protocol)
-    rows["unlearned"] = evaluate_model(model, test_sets, opts.protocol)
+    # Per image, so that the verdict's intervals need no second pass over the test sets.
+    rows = {INPUT_ROW: evaluate_degraded_input(test_sets, opts.protocol, per_image=True)}
+    rows["BEFORE"] = evaluate_model(before, test_sets, opts.protocol, per_image=True)
+    rows["unlearned"] = evaluate_model(model, test_sets, opts.protocol, per_image=True)
     if ut_model is not None:
-        rows["UT"] = evaluate_model(ut_model, test_sets, opts.protocol)
-    write_results(out / "quality.json", rows, opts.protocol, source)
+        rows["UT"] = evaluate_model(ut_model, test_sets, opts.protocol, per_image=True)
+    write_results(out / QUALITY_JSON, rows, opts.protocol, source)
 
-    run = {
-        "method": opts.method,
-        "summary": method.summary,
-        "target": opts.target,
-        "hyperparameters": method.describe(),
-        "optimizer": asdict(optim),
-        "options": asdict(opts),
-        "parent": {"path": str(parent_path), "sha256": sha256_file(parent_path)},
-        "ut": {"path": str(resolve_checkpoint(ut)), "sha256": sha256_file(resolve_checkpoint(ut))}
-        if ut is not None
-        else None,
-        "split": {
-            "kind": manifest["kind"],
-            "forget": manifest["forget"].get("tasks") or manifest["forget"].get("entries"),
-            "retain": manifest["retain"].get("tasks") or manifest["retain"].get("entries"),
-            "manifest": {"path": str(split_path), "sha256": manifest_sha256(split_path)},
-        },
-        "forget_tasks": forget_tasks,
-        "retain_tasks": retain_tasks,
-        "steps": result.step,
-        "wall_time_s": round(wall, 2),
-        "stopped_early": stopped,
-        "guard": guard.history if guard else None,
-        "command": command,
-        "seed": opts.seed,
-        "software": software_versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    folder = RunFolder(out)
+    ut_path = resolve_checkpoint(ut) if ut is not None else None
     save_model(
         model,
-        out / "model.safetensors",
+        out / MODEL,
         parent=parent_path,
         command=command,
         metrics={"protocol": opts.protocol, "test_set": source, "rows": rows},
         method=opts.method,
         target=opts.target,
         hyperparameters=method.describe(),
-        split_manifest_sha256=run["split"]["manifest"]["sha256"],
+        split_manifest_sha256=manifest_sha256(split_path),
         steps=result.step,
         wall_time=round(wall, 2),
     )
+    # Every file the verdict rests on, hashed now: verify and report refuse any that changes.
+    files = {**folder.own_files(), "test_set": folder.write_testset_manifest(test_sets)}
+    run = RunRecord(
+        method=opts.method,
+        summary=method.summary,
+        target=opts.target,
+        hyperparameters=method.describe(),
+        optimizer=asdict(optim),
+        options=asdict(opts),
+        parent=FileRecord(str(parent_path), sha256_file(parent_path)),
+        ut=FileRecord(str(ut_path), sha256_file(ut_path)) if ut_path is not None else None,
+        split=SplitRecord(
+            kind=manifest["kind"],
+            forget=manifest["forget"].get("tasks") or manifest["forget"].get("entries"),
+            retain=manifest["retain"].get("tasks") or manifest["retain"].get("entries"),
+            manifest=FileRecord(str(split_path), manifest_sha256(split_path)),
+        ),
+        files=files,
+        forget_tasks=tuple(forget_tasks),
+        retain_tasks=tuple(retain_tasks),
+        steps=result.step,
+        wall_time_s=round(wall, 2),
+        stopped_early=stopped,
+        guard=guard.history if guard else None,
+        command=command,
+        seed=opts.seed,
+        software=software_versions(),
+        created=utc_now(),
+    )
     verified = None
     if opts.verify:
-        from forgetir.runs import VERIFY_JSON, verify_model
-
-        verified = verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, out)
-        run["verify"] = VERIFY_JSON
-    atomic_json(out / "run.json", run, default=str)
+        verified = verify_model(
+            model, before, ut_model, datasets, test_sets, run, rows, folder, parent_meta
+        )
+        run = replace(run, verify=VERIFY_JSON)
+    folder.write_run(run)
     if opts.grids:
         from forgetir.figures import write_model_grid
 
         models = {"BEFORE": before, "unlearned": model}
         if ut_model is not None:
             models["UT"] = ut_model
-        (out / "grids").mkdir(exist_ok=True)
-        write_model_grid(out / "grids" / "outputs.png", models, test_sets, run["forget_tasks"])
+        (out / GRIDS).mkdir(exist_ok=True)
+        write_model_grid(out / GRIDS / "outputs.png", models, test_sets, list(run.forget_tasks))
     if not opts.quiet:
         print(format_table(rows, opts.protocol, source))
         if verified is not None:
-            from forgetir.verify import summarize
-
             print(summarize(verified))
         note = f"; stopped early: {stopped}" if stopped else ""
         print(f"unlearned in {result.step} steps, {wall:.1f} s{note}. Saved {out}")
-    return run
+    return run.to_json()
 
 
 # ------------------------------------------------------------------------------ command line
