@@ -271,6 +271,10 @@ def test_verify_run_is_json_and_complete(models, tmp_path):
     assert result["anamnesis"]["steps_unlearned"] is not None
     assert list(result["membership"]["models"]) == ["BEFORE", "unlearned", "UT"]
     assert result["cost"]["step_fraction"] == 0.1
+    # The gated model hides dehaze (its forget PSNR is UT's) but relearns it at once.
+    assert result["anamnesis"]["ain"] < 0.5
+    assert result["verdict"]["verdict"] == "hidden"
+    assert list(result)[:3] == ["format", "version", "verdict"]
     assert "promptir" in result["protocol_description"]
     path = verify.write_verification(tmp_path / "verify.json", result)
     back = json.loads(path.read_text())
