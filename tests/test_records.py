@@ -57,7 +57,7 @@ def test_old_run_json_without_version_reads():
         ({"method": "m", "parent": {"path": "p"}, "split": {"kind": "d"}}, "parent lacks.*sha256"),
         (
             {"method": "m", "parent": {"path": "p", "sha256": "0"}, "split": {}, "version": 9},
-            "kind",
+            "runs/x/run.json has version 9",
         ),
     ],
 )
