@@ -48,10 +48,11 @@ def test_a_cached_ut_reference_gives_the_same_figures(tmp_path):
     fresh = _verify(_conv(3), None)
     store = ReferenceStore(None, tmp_path)
     first = _verify(_conv(3), store)
-    assert store.misses == ["relearn", "anamnesis"] and not store.hits
-    assert len(list(tmp_path.glob("*.json"))) == 2
+    assert "anamnesis" in store.misses and not store.hits
+    assert len(list(tmp_path.glob("*.json"))) == len(store.misses)
+    misses = list(store.misses)
     again = _verify(_conv(3), store)
-    assert store.hits == ["relearn", "anamnesis"]
+    assert store.hits == misses and store.misses == misses  # every lookup now hits
     # The JSON round trip gives the very same numbers (verify.json is JSON anyway).
     assert json.dumps(_ut_figures(again)) == json.dumps(_ut_figures(first))
     assert json.dumps(_ut_figures(fresh)) == json.dumps(_ut_figures(first))
@@ -61,10 +62,11 @@ def test_a_cached_ut_reference_gives_the_same_figures(tmp_path):
 def test_another_ut_or_setting_recomputes(tmp_path):
     store = ReferenceStore(None, tmp_path)
     _verify(_conv(3), store)
+    n = len(store.misses)
     _verify(_conv(4), store)  # another UT
-    _verify(_conv(3), store, steps=4)  # another relearning length
-    assert store.hits == ["anamnesis"]  # only AIN's settings were unchanged in the last call
-    assert len(store.misses) == 5
+    assert not store.hits and len(store.misses) > n
+    _verify(_conv(3), store, steps=4)  # another relearning length: AIN's entry still matches
+    assert store.hits == ["anamnesis"]
 
 
 def test_shipped_reference_is_read_beside_the_weights(tmp_path):
@@ -81,4 +83,4 @@ def test_shipped_reference_is_read_beside_the_weights(tmp_path):
     s = ReferenceStore.for_ut(weights)
     s.cache = None
     _verify(_conv(3), s)
-    assert s.hits == ["relearn", "anamnesis"]
+    assert s.hits and not s.misses

@@ -45,11 +45,20 @@ for _check in (
 
 
 def run_checks(ctx: Context) -> dict[str, Any]:
-    """name -> result of every registered check (None where it does not apply), in order."""
-    for name in CHECKS:
+    """name -> result of every registered check (None where it does not apply), in registry
+    order; a check's ``needs`` are computed before it."""
+
+    def compute(name: str) -> None:
+        if name in ctx.results:
+            return
         check = CHECKS.get(name)
+        for dep in check.needs:
+            compute(dep)
         ctx.results[name] = check.compute(ctx) if check.applies(ctx) else None
-    return dict(ctx.results)
+
+    for name in CHECKS:
+        compute(name)
+    return {name: ctx.results[name] for name in CHECKS}
 
 
 def summary_lines(verify: Mapping[str, Any]) -> list[str]:

@@ -110,6 +110,7 @@ def anamnesis_index(
     eval_every: int = 1,
     quiet: bool = True,
     ut_run: Any = None,
+    runs_out: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Anamnesis index AIN = steps(unlearned) / steps(UT).
 
@@ -119,7 +120,8 @@ def anamnesis_index(
     A model that does not get there within ``max_steps`` is reported as not reached, and AIN
     becomes a bound: ``ain_kind`` says ``lower_bound`` (AIN >= value) or ``upper_bound``
     (AIN <= value), or ``undefined``. None of the three models is modified. ``ut_run``: a
-    callable ``target_l1 -> UT's relearn run`` (a reference log) instead of fine-tuning UT.
+    callable ``(target_l1, compute) -> UT's relearn run`` (a reference log) instead of
+    fine-tuning UT. ``runs_out``: a dict that receives both relearning runs (by label).
 
     Example:
         >>> import torch
@@ -153,6 +155,8 @@ def anamnesis_index(
 
     runs = {UNLEARNED: run(unlearned, UNLEARNED)}
     runs[UT] = ut_run(target, lambda: run(ut, UT)) if ut_run is not None else run(ut, UT)
+    if runs_out is not None:
+        runs_out.update(runs)
     s_u, s_ut = runs[UNLEARNED]["reached_step"], runs[UT]["reached_step"]
     value, kind, note = ain_value(s_u, s_ut, int(max_steps))
     return {
@@ -204,6 +208,7 @@ class AnamnesisCheck(Check):
             eval_every=ctx.eval_every,
             quiet=ctx.quiet,
             ut_run=cached if ctx.reference is not None else None,
+            runs_out=ctx.cache.setdefault("ain_runs", {}),
         )
         ain.update(train_data=ctx.train_data, eval_data=ctx.forget_data)
         return ain

@@ -136,6 +136,8 @@ class Context:
     # The unlearned forget-test PSNR of each seed, where a run has several (verdict interval).
     seed_forget_psnr: Sequence[float] | None = None
     results: dict[str, Any] = field(default_factory=dict)
+    # Work shared between checks (e.g. the anamnesis runs that relearning reads its prefix off).
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def source(self) -> str:
@@ -170,6 +172,9 @@ class Check:
 
     name: ClassVar[str]
     title: ClassVar[str]
+    # Checks to compute before this one (their work in ``ctx.cache`` is reused); the order of
+    # the results and of the report stays the registry's.
+    needs: ClassVar[tuple[str, ...]] = ()
     # Said in the report when the check did not apply to the run.
     not_measured: ClassVar[str] = "Not measured."
 

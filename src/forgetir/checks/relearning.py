@@ -129,15 +129,32 @@ def relearn(
                 if stop_l1 is not None and l1 <= stop_l1:
                     reached = step
             bar.update(step, f"forget L1 {curve[-1][2]:.4f}")
+    return _summary(
+        curve,
+        steps=int(steps),
+        steps_run=step,
+        lr=float(lr),
+        eval_every=int(eval_every),
+        train_images=n_images,
+        eval_images=len(xs),
+        protocol=protocol,
+        stop_l1=stop_l1,
+        reached_step=reached,
+    )
+
+
+def _summary(curve: list[tuple[int, float, float]], **run: Any) -> dict[str, Any]:
+    """A relearning run's record from its curve and settings."""
     psnrs = [c[1] for c in curve]
+    protocol = run["protocol"]
     return {
-        "steps": int(steps),
-        "steps_run": step,
-        "lr": float(lr),
+        "steps": run["steps"],
+        "steps_run": run["steps_run"],
+        "lr": run["lr"],
         "optimizer": "Adam(0.9, 0.999), full batch, L1 loss",
-        "eval_every": int(eval_every),
-        "train_images": n_images,
-        "eval_images": len(xs),
+        "eval_every": run["eval_every"],
+        "train_images": run["train_images"],
+        "eval_images": run["eval_images"],
         "protocol": protocol,
         "metric": f"forget PSNR (dB, {protocol} protocol) and forget L1 ({L1_METRIC})",
         "curve_columns": ["step", "psnr", "l1"],
@@ -148,14 +165,43 @@ def relearn(
         "recovered_db": psnrs[-1] - psnrs[0],
         "start_l1": curve[0][2],
         "final_l1": curve[-1][2],
-        "stop_l1": stop_l1,
-        "reached_step": reached,
+        "stop_l1": run["stop_l1"],
+        "reached_step": run["reached_step"],
     }
+
+
+def truncated(run: dict[str, Any], steps: int) -> dict[str, Any] | None:
+    """The run of ``steps`` steps (no stop) read off a longer run with the same model, samples,
+    lr and evaluation interval: the fine-tuning is deterministic, so its first ``steps`` steps
+    are that run, number for number. None when the longer run stopped before ``steps`` or did
+    not evaluate at ``steps``.
+
+    Example:
+        >>> net = torch.nn.Conv2d(3, 3, 1)
+        >>> pairs = [(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))]
+        >>> truncated(relearn(net, pairs, steps=4), 2)["curve"] == relearn(net, pairs, 2)["curve"]
+        True
+    """
+    if run["steps_run"] < steps:
+        return None
+    curve = [c for c in run["curve"] if c[0] <= steps]
+    if curve[-1][0] != steps:
+        return None
+    keys = ("lr", "eval_every", "train_images", "eval_images", "protocol")
+    return _summary(
+        curve,
+        steps=steps,
+        steps_run=steps,
+        stop_l1=None,
+        reached_step=None,
+        **{k: run[k] for k in keys},
+    )
 
 
 class RelearnCheck(Check):
     name = "relearn"
     title = "Relearning"
+    needs = ("anamnesis",)
     not_measured = "Not measured: no relearning samples were given."
 
     def applies(self, ctx: Context) -> bool:
@@ -164,11 +210,21 @@ class RelearnCheck(Check):
     def compute(self, ctx: Context) -> dict[str, Any]:
         kwargs = {"protocol": ctx.protocol, "eval_every": ctx.eval_every, "quiet": ctx.quiet}
         args = (ctx.relearn_samples, ctx.relearn_steps, ctx.relearn_lr, ctx.forget_pairs)
-        runs = {UNLEARNED: relearn(ctx.unlearned, *args, **kwargs, label="relearning unlearned")}
-        if ctx.ut is not None:
-            runs[UT] = reference.ut_run(
-                ctx, "relearn", lambda: relearn(ctx.ut, *args, **kwargs, label="relearning UT")
-            )
+        # The anamnesis runs fine-tune the same copies with the same settings for longer:
+        # when they got past relearn_steps, their first steps are this test's runs.
+        longer = ctx.cache.get("ain_runs") or {}
+        runs = {}
+        for label, model in ((UNLEARNED, ctx.unlearned), (UT, ctx.ut)):
+            if model is None:
+                continue
+            run = truncated(longer[label], ctx.relearn_steps) if label in longer else None
+            if run is None and label == UT:
+                run = reference.ut_run(
+                    ctx, "relearn", lambda: relearn(ctx.ut, *args, **kwargs, label="relearning UT")
+                )
+            elif run is None:
+                run = relearn(model, *args, **kwargs, label=f"relearning {label}")
+            runs[label] = run
         before_psnr = mean([float(ctx.rows[BEFORE][t]["psnr"]) for t in ctx.forget_tasks])
         for r in runs.values():
             lost = before_psnr - r["start_psnr"]
