@@ -2,6 +2,7 @@
 
 Usage:
     python scripts/ship_ut_references.py [dehaze] [derain] [denoise] [--threads 1]
+        [--from-cache ~/.cache/forgetir/ut-reference]
 
 For each forgotten task family it builds exactly what ``forgetir unlearn shipped:before
 --forget TASK`` with default options verifies against (the split, the 4 relearning patches, the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,7 +24,7 @@ from forgetir.checkpoint import sha256_file
 from forgetir.checks import reference
 from forgetir.checks.anamnesis import forget_l1
 from forgetir.checks.base import Context
-from forgetir.checks.relearning import relearn
+from forgetir.checks.relearning import relearn, truncated
 from forgetir.data.pipeline import resolve_tasks
 from forgetir.data.splits import build_split_datasets, make_split
 from forgetir.provenance import software_versions, utc_now
@@ -33,7 +35,7 @@ from forgetir.unlearn import UnlearnOptions
 from forgetir.verify import pairs_from_dataset
 
 
-def references_for(task: str, opts: UnlearnOptions) -> dict:
+def references_for(task: str, opts: UnlearnOptions, cache: Path | None = None) -> dict:
     forget = resolve_tasks([task])
     before_path = resolve_checkpoint("shipped:before")
     data = parent_data_config(model_meta(before_path))
@@ -49,16 +51,28 @@ def references_for(task: str, opts: UnlearnOptions) -> dict:
         relearn_steps=opts.relearn_steps, ain_max_steps=opts.ain_max_steps,
         eval_every=opts.verify_eval_every, quiet=False,
     )  # fmt: skip
+    if cache is not None:  # entries a verification already computed with these very keys
+        store = reference.ReferenceStore(None, cache)
+        keys = {kind: reference.reference_key(ctx, kind) for kind in ("relearn", "anamnesis")}
+        found = {kind: store.get(key) for kind, (key, _) in keys.items()}
+        if all(found.values()):
+            entries = {
+                key: {"kind": kind, "hashes": what, "run": found[kind]}
+                for kind, (key, what) in keys.items()
+            }
+            return {"ut": ut_spec, "path": resolve_checkpoint(ut_spec), "entries": entries}
     target = (1.0 + ctx.ain_tol) * forget_l1(before, ctx.forget_pairs)
     args = (ctx.relearn_samples,)
     common = {"lr": ctx.relearn_lr, "eval_set": ctx.forget_pairs, "protocol": ctx.protocol,
               "eval_every": ctx.eval_every, "quiet": False}  # fmt: skip
-    runs = {
-        "relearn": relearn(ut, *args, steps=ctx.relearn_steps, label="UT relearning", **common),
-        "anamnesis": relearn(
-            ut, *args, steps=ctx.ain_max_steps, stop_l1=target, label="UT anamnesis", **common
-        ),
-    }
+    ain = relearn(
+        ut, *args, steps=ctx.ain_max_steps, stop_l1=target, label="UT anamnesis", **common
+    )
+    # As in verification: the relearning run is the anamnesis run's prefix when it got that far.
+    again = truncated(ain, ctx.relearn_steps)
+    if again is None:
+        again = relearn(ut, *args, steps=ctx.relearn_steps, label="UT relearning", **common)
+    runs = {"relearn": again, "anamnesis": ain}
     entries = {}
     for kind, run in runs.items():
         key, what = reference.reference_key(ctx, kind)
@@ -70,12 +84,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tasks", nargs="*", default=["dehaze", "derain", "denoise"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--from-cache",
+        type=Path,
+        help="take entries with the very same keys from this UT reference cache folder "
+        "(e.g. ~/.cache/forgetir/ut-reference) instead of recomputing them",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     opts = UnlearnOptions()
     for task in args.tasks:
         t0 = time.time()
-        ref = references_for(task, opts)
+        ref = references_for(task, opts, args.from_cache)
         name = ref["path"].name.removesuffix(".safetensors")
         out = WEIGHTS_DIR / f"{name}{reference.SUFFIX}"
         atomic_json(
@@ -86,7 +106,12 @@ def main() -> None:
                     "version": reference.VERSION,
                     "ut": ref["ut"],
                     "ut_file_sha256": sha256_file(ref["path"]),
-                    "made_by": "python scripts/ship_ut_references.py " + task,
+                    "made_by": f"python scripts/ship_ut_references.py {task}"
+                    + (
+                        " --from-cache (entries computed by forgetir verify)"
+                        if args.from_cache
+                        else ""
+                    ),
                     "created": utc_now(),
                     "software": software_versions(),
                     "entries": ref["entries"],
