@@ -51,31 +51,26 @@ def references_for(task: str, opts: UnlearnOptions, cache: Path | None = None) -
         relearn_steps=opts.relearn_steps, ain_max_steps=opts.ain_max_steps,
         eval_every=opts.verify_eval_every, quiet=False,
     )  # fmt: skip
-    if cache is not None:  # entries a verification already computed with these very keys
-        store = reference.ReferenceStore(None, cache)
-        keys = {kind: reference.reference_key(ctx, kind) for kind in ("relearn", "anamnesis")}
-        found = {kind: store.get(key) for kind, (key, _) in keys.items()}
-        if all(found.values()):
-            entries = {
-                key: {"kind": kind, "hashes": what, "run": found[kind]}
-                for kind, (key, what) in keys.items()
-            }
-            return {"ut": ut_spec, "path": resolve_checkpoint(ut_spec), "entries": entries}
-    target = (1.0 + ctx.ain_tol) * forget_l1(before, ctx.forget_pairs)
     args = (ctx.relearn_samples,)
     common = {"lr": ctx.relearn_lr, "eval_set": ctx.forget_pairs, "protocol": ctx.protocol,
               "eval_every": ctx.eval_every, "quiet": False}  # fmt: skip
-    ain = relearn(
-        ut, *args, steps=ctx.ain_max_steps, stop_l1=target, label="UT anamnesis", **common
-    )
+    keys = {kind: reference.reference_key(ctx, kind) for kind in ("relearn", "anamnesis")}
+    ain = None
+    if cache is not None:  # an entry a verification already computed with this very key
+        found = reference.ReferenceStore(None, cache).get(keys["anamnesis"][0])
+        ain = reference.restore_types(found) if found is not None else None
+    if ain is None:
+        target = (1.0 + ctx.ain_tol) * forget_l1(before, ctx.forget_pairs)
+        ain = relearn(
+            ut, *args, steps=ctx.ain_max_steps, stop_l1=target, label="UT anamnesis", **common
+        )
     # As in verification: the relearning run is the anamnesis run's prefix when it got that far.
     again = truncated(ain, ctx.relearn_steps)
     if again is None:
         again = relearn(ut, *args, steps=ctx.relearn_steps, label="UT relearning", **common)
-    runs = {"relearn": again, "anamnesis": ain}
     entries = {}
-    for kind, run in runs.items():
-        key, what = reference.reference_key(ctx, kind)
+    for kind, run in (("relearn", again), ("anamnesis", ain)):
+        key, what = keys[kind]
         entries[key] = {"kind": kind, "hashes": what, "run": run}
     return {"ut": ut_spec, "path": resolve_checkpoint(ut_spec), "entries": entries}
 

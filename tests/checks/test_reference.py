@@ -84,3 +84,20 @@ def test_shipped_reference_is_read_beside_the_weights(tmp_path):
     s.cache = None
     _verify(_conv(3), s)
     assert s.hits and not s.misses
+
+
+def test_shipped_ut_references_match_the_shipped_weights():
+    from forgetir.checkpoint import sha256_file
+    from forgetir.shipped import WEIGHTS_DIR
+
+    files = sorted(WEIGHTS_DIR.glob("*.reference.json"))
+    assert files, "the shipped UTs carry their reference logs"
+    for f in files:
+        data = json.loads(f.read_text())
+        weights = WEIGHTS_DIR / f.name.replace(".reference.json", ".safetensors")
+        # A re-shipped UT needs new references (scripts/ship_ut_references.py).
+        assert data["ut_file_sha256"] == sha256_file(weights), f.name
+        kinds = {e["kind"] for e in data["entries"].values()}
+        assert kinds == {"relearn", "anamnesis"}, f.name
+        store = ReferenceStore.for_ut(weights)
+        assert store.shipped == f

@@ -155,7 +155,7 @@ class ReferenceStore:
             pass  # an unwritable cache only costs time: the figures do not depend on it
 
 
-def _restore_types(run: Mapping[str, Any]) -> dict[str, Any]:
+def restore_types(run: Mapping[str, Any]) -> dict[str, Any]:
     """JSON wrote "inf"/"nan" as strings and tuples as lists: give floats and tuples back."""
     out = dict(run)
     out["curve"] = [tuple(float(v) if isinstance(v, str) else v for v in c) for c in run["curve"]]
@@ -175,7 +175,7 @@ def ut_run(ctx: Context, kind: str, compute: Callable[[], dict[str, Any]]) -> di
     found = store.get(key)
     if found is not None:
         store.hits.append(kind)
-        return _restore_types(found)
+        return restore_types(found)
     store.misses.append(kind)
     run = compute()
     if all(math.isfinite(c[2]) for c in run["curve"]):
