@@ -350,6 +350,36 @@ def _audit_section(doc: Doc, audit: Mapping[str, Any], key: list[dict[str, Any]]
     )
 
 
+def _run_sections(doc: Doc, data: Mapping[str, Any], forget: set) -> None:
+    """The image grids, the training curves and the sweeps (if any) of a run."""
+    doc.heading(2, "Image grids", "grids")
+    if data["grids"]:
+        for g in data["grids"]:
+            doc.image(g.read_bytes(), f"grid:{g.name}", f"{g.stem}", existing=g)
+    else:
+        doc.para("No grids/ in the run directory.")
+
+    doc.heading(2, "Training curves", "curves")
+    loss_png = loss_figure(data["log"])
+    if loss_png is not None:
+        doc.image(loss_png, "loss.png", "log.csv: loss terms and logged values per step")
+    else:
+        doc.para("log.csv has no logged values.")
+
+    if data["sweeps"] is not None:
+        doc.heading(2, "Sweeps", "sweeps")
+        points = sweep_points(data["sweeps"])
+        if points:
+            doc.image(sweep_figure(points, forget), "sweeps.png", "PSNR per swept value")
+            for param, pts in points.items():
+                tasks = list(dict.fromkeys(t for _, s in pts for t in s))
+                doc.table(
+                    [param, *[column(t) + (" (forget)" if t in forget else "") for t in tasks]],
+                    [[v, *[fmt(s.get(t)) for t in tasks]] for v, s in pts],
+                    f"Sweep of {param}: PSNR (dB) per task.",
+                )
+
+
 def write_report(run_dir: str | Path) -> dict[str, Path]:
     """Write ``report.html``, ``report.md`` (+ ``report_files/*.png``) and ``report.json`` for
     the run directory ``run_dir`` (layout in the module docstring); return their paths under
@@ -390,33 +420,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     doc.heading(2, "Quality: degraded input, BEFORE, unlearned, UT", "quality")
     _quality_section(doc, quality, forget)
 
-    doc.heading(2, "Image grids", "grids")
-    if data["grids"]:
-        for g in data["grids"]:
-            doc.image(g.read_bytes(), f"grid:{g.name}", f"{g.stem}", existing=g)
-    else:
-        doc.para("No grids/ in the run directory.")
-
-    doc.heading(2, "Training curves", "curves")
-    loss_png = loss_figure(data["log"])
-    if loss_png is not None:
-        doc.image(loss_png, "loss.png", "log.csv: loss terms and logged values per step")
-    else:
-        doc.para("log.csv has no logged values.")
-
-    if data["sweeps"] is not None:
-        doc.heading(2, "Sweeps", "sweeps")
-        points = sweep_points(data["sweeps"])
-        if points:
-            doc.image(sweep_figure(points, forget), "sweeps.png", "PSNR per swept value")
-            for param, pts in points.items():
-                tasks = list(dict.fromkeys(t for _, s in pts for t in s))
-                doc.table(
-                    [param, *[column(t) + (" (forget)" if t in forget else "") for t in tasks]],
-                    [[v, *[fmt(s.get(t)) for t in tasks]] for v, s in pts],
-                    f"Sweep of {param}: PSNR (dB) per task.",
-                )
-
+    _run_sections(doc, data, forget)
     _verification_section(doc, verify)
     key = all_figures(verify)
     audit = _audit(run_dir, run, data["model"])
