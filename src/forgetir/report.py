@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetir.atomic import atomic_write
+from forgetir.checkpoint import sha256_file
 from forgetir.checks import CHECKS, all_figures
 from forgetir.document import CSS, Doc, esc, fmt
 from forgetir.errors import IntegrityError
@@ -62,6 +63,7 @@ from forgetir.figures import (
     sweep_figure,
     sweep_points,
 )
+from forgetir.metrics import describe_protocol
 from forgetir.provenance import software_versions
 from forgetir.records import RunRecord, json_safe
 from forgetir.runs import RUN_JSON, RunFolder, hash_check, read_json, resolve
@@ -139,8 +141,6 @@ def _order_rows(rows: Mapping[str, Any]) -> list[str]:
 
 
 def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any]) -> dict[str, Any]:
-    from forgetir.checkpoint import sha256_file
-
     split = run.get("split") if isinstance(run.get("split"), Mapping) else {}
     manifest = split.get("manifest")
     entries = _forget_entries(run_dir, manifest)
@@ -229,8 +229,6 @@ def _load(run_dir: Path) -> dict[str, Any]:
 
 
 def _quality_section(doc: Doc, quality: Mapping[str, Any], forget: set) -> list[str]:
-    from forgetir.metrics import describe_protocol
-
     rows = quality["rows"]
     tasks = _order_tasks(rows)
     protocol = quality.get("protocol", "promptir")

@@ -16,7 +16,9 @@ from typing import Any
 
 from torch import nn
 
+from forgetir.checkpoint import load_model, read_sidecar
 from forgetir.config import ALL_TASKS, DataConfig, from_dict, load_config
+from forgetir.data.testsets import TestSet, build_test_sets
 from forgetir.records import ModelMeta
 from forgetir.shipped import resolve_checkpoint
 
@@ -33,8 +35,6 @@ __all__ = [
 def load_eval_model(spec: str | Path, arch: str | None = None) -> nn.Module:
     """A checkpoint (``shipped:NAME``, forgetir ``.safetensors`` or published ``.ckpt``) in
     eval mode."""
-    from forgetir.checkpoint import load_model
-
     model = load_model(resolve_checkpoint(spec), arch=arch)
     model.eval()
     return model
@@ -42,8 +42,6 @@ def load_eval_model(spec: str | Path, arch: str | None = None) -> nn.Module:
 
 def model_meta(path: str | Path) -> ModelMeta | None:
     """The typed sidecar of a forgetir checkpoint (None for a published ``.ckpt``)."""
-    from forgetir.checkpoint import read_sidecar
-
     path = resolve_checkpoint(path)
     if path.suffix != ".safetensors" and not path.is_dir():
         return None
@@ -69,8 +67,6 @@ def evaluation_sets(
     ``test_set`` and ``test_max_side`` (the run's options)."""
     if manifest["kind"] != "degradation":
         return split_test_sets(datasets)
-    from forgetir.data.testsets import build_test_sets
-
     # root: the promptir test set lives under the split's data root (paper scale).
     root = manifest["data"].get("root")
     return build_test_sets(opts.test_set, ALL_TASKS, opts.test_max_side, root)
@@ -80,8 +76,6 @@ def split_test_sets(datasets: Mapping[str, Any], n: int = 16) -> dict[str, Any]:
     """For class/instance splits: forget-test = the forgotten images, retain-test = retained
     images (about ``n`` fixed patches of each, at least 3 per task), one set per part, or per
     part and task (``"forget:denoise_25"``) when the data has several tasks."""
-    from forgetir.data.testsets import TestSet
-
     sets = {}
     for part in ("forget", "retain"):
         ds = datasets[part]
