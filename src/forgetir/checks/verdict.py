@@ -121,6 +121,8 @@ def decide(
         out.setdefault("retain", {})[task] = {"unlearned": u_task, "BEFORE": [b_mean, b_lo, b_hi]}
         if u_task < b_lo - th.retain_tolerance_db:
             damaged[task] = u_task - b_mean
+    if ain and ain.get("ain") is not None:
+        out["ain"] = {"value": float(ain["ain"]), "kind": ain.get("ain_kind")}
     out.update(verdict=verdict, retained_damaged=sorted(damaged), thresholds=asdict(th))
     return out
 
@@ -181,6 +183,9 @@ def verdict_line(v: Mapping[str, Any]) -> str:
     if f.get("UT"):
         ut = f["UT"]
         text += f" vs UT {fmt(ut[0])} dB [{fmt(ut[1])}, {fmt(ut[2])}]"
+    if v.get("ain"):
+        sym = {"lower_bound": ">= ", "upper_bound": "<= "}.get(v["ain"].get("kind"), "")
+        text += f"; anamnesis index AIN {sym}{fmt(v['ain']['value'])}"
     damaged = len(v.get("retained_damaged") or [])
     total = len(v.get("retain") or {})
     text += f"; {total - damaged}/{total} retained tasks within BEFORE's interval"
