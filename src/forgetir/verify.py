@@ -293,6 +293,22 @@ def verify_model(
 # ------------------------------------------------------------------------------ command
 
 
+def _load_models(
+    folder: RunFolder, run: RunRecord, paths: Mapping[str, Path], ut: str | None, arch: str | None
+) -> tuple[nn.Module, nn.Module, nn.Module | None, RunRecord]:
+    """The unlearned model, BEFORE and UT of a checked run (``ut``: another UT, recorded)."""
+    model = load_eval_model(paths.get("model", folder.file(MODEL)))
+    before = load_eval_model(paths["parent"], arch)
+    ut_model = None
+    if ut is not None:
+        path = resolve_checkpoint(ut)
+        ut_model = load_eval_model(path, arch)
+        run = replace(run, ut=FileRecord(str(path), sha256_file(path)))
+    elif run.ut is not None:
+        ut_model = load_eval_model(paths["ut"], arch)
+    return model, before, ut_model, run
+
+
 def verify_folder(
     run_dir: str | Path,
     *,
@@ -331,15 +347,7 @@ def verify_folder(
     opts.update({k: v for k, v in (("relearn_steps", relearn_steps),
                                    ("ain_max_steps", ain_max_steps)) if v is not None})  # fmt: skip
     run = replace(run, options=opts)
-    model = load_eval_model(paths.get("model", folder.file(MODEL)))
-    before = load_eval_model(paths["parent"], arch)
-    ut_model = None
-    if ut is not None:
-        path = resolve_checkpoint(ut)
-        ut_model = load_eval_model(path, arch)
-        run = replace(run, ut=FileRecord(str(path), sha256_file(path)))
-    elif run.ut is not None:
-        ut_model = load_eval_model(paths["ut"], arch)
+    model, before, ut_model, run = _load_models(folder, run, paths, ut, arch)
     if run.split.manifest is None:
         raise InputFileError(f"{folder.file(RUN_JSON)} records no split manifest")
     manifest_path = paths.get("split") or folder.locate("split", run.split.manifest)
