@@ -89,6 +89,18 @@ def test_verify_command_prints_the_figures(run_dir, capsys):
     for words in ("SHA-256 checked", "re-hashing", "vs UT", "output gap to UT", "AIN", "cost"):
         assert words in out, words
     assert "promptir protocol" in out
+    assert out.index("VERDICT ") < out.index("quality: PSNR")  # the verdict comes first
+
+
+def test_verify_quiet_silences_progress(run_dir, capsys):
+    args = ["verify", str(run_dir), "--relearn-steps", "1", "--ain-max-steps", "1"]
+    assert main(args) == 0
+    loud = capsys.readouterr()
+    assert "anamnesis unlearned" in loud.err  # progress lines (stderr is not a terminal)
+    assert main([*args, "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert "anamnesis" not in quiet.err and "forgetir verify:" not in quiet.out
+    assert "VERDICT " in quiet.out
 
 
 def test_resolve_and_hash_check(tmp_path):
