@@ -5,6 +5,7 @@ on a busy machine). ``OMP_NUM_THREADS`` keeps commands run in-process (``forgeti
 at one thread too: they otherwise take the free cores (``forgetir.threads.apply_threads``)."""
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from forgetir.unlearn import UnlearnOptions
 
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+# UT reference logs computed by tests go to a throw-away folder, never the user's cache.
+os.environ.setdefault("FORGETIR_CACHE_DIR", tempfile.mkdtemp(prefix="forgetir-test-cache-"))
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from torch import nn
 
 from forgetir import report, verify
 from forgetir.data.testsets import TestSet
+from forgetir.errors import IntegrityError
 from forgetir.evaluate import write_results
 from forgetir.figures import write_model_grid
 
@@ -233,17 +234,24 @@ def test_markdown_and_png_files(built):
     assert not list(run.rglob(".*.tmp"))
 
 
-def test_hash_mismatch_is_flagged(tmp_path):
+def test_a_changed_parent_is_refused_naming_it(tmp_path):
+    # Issue 13: a report describes the run's own files or none (tamper-evident run folders).
     run = make_run_dir(tmp_path, sweeps=False)
     parent = tmp_path / "before" / "model.safetensors"
     parent.write_bytes(parent.read_bytes() + b"tampered")
-    paths = report.write_report(run)
+    with pytest.raises(IntegrityError, match=r"parent file .*before/model.safetensors"):
+        report.write_report(run)
+    assert not (run / "report.html").exists()
+
+
+def test_verdict_comes_first(tmp_path):
+    paths = report.write_report(make_run_dir(tmp_path, sweeps=False))
+    page = paths["html"].read_text()
+    assert page.index('id="verdict"') < page.index('id="quality"')
+    assert "VERDICT " in page and "VERDICT " in paths["md"].read_text()
     data = json.loads(paths["json"].read_text())
-    assert data["audit"]["parent_checkpoint"]["check"].startswith("MISMATCH")
-    assert (
-        'class="l bad"' in paths["html"].read_text() or 'class="bad"' in paths["html"].read_text()
-    )
-    assert 'id="sweeps"' not in paths["html"].read_text()
+    assert list(data)[:6] == ["format", "version", "generated", "run_dir", "title", "verdict"]
+    assert data["verdict"]["verdict"] in ("forgotten", "hidden", "over-forgotten", "not forgotten")
 
 
 @pytest.mark.parametrize("name", ["run.json", "verify.json", "quality.json", "log.csv"])

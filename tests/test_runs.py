@@ -5,8 +5,10 @@ import pytest
 
 from forgetir.checkpoint import sha256_file
 from forgetir.cli import main
-from forgetir.runs import hash_check, resolve, verify_folder
+from forgetir.errors import InputFileError, IntegrityError
+from forgetir.runs import RunFolder, hash_check, resolve
 from forgetir.unlearn import run_unlearn
+from forgetir.verify import verify_folder
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def test_verify_refuses_a_parent_that_changed(parent, run_dir, tmp_path, tiny_op
 
 
 def test_verify_names_a_folder_that_is_not_a_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="forgetir unlearn"):
+    with pytest.raises(InputFileError, match="forgetir unlearn"):
         verify_folder(tmp_path)
     assert main(["verify", str(tmp_path)]) == 2
 
@@ -87,6 +89,18 @@ def test_verify_command_prints_the_figures(run_dir, capsys):
     for words in ("SHA-256 checked", "re-hashing", "vs UT", "output gap to UT", "AIN", "cost"):
         assert words in out, words
     assert "promptir protocol" in out
+    assert out.index("VERDICT ") < out.index("quality: PSNR")  # the verdict comes first
+
+
+def test_verify_quiet_silences_progress(run_dir, capsys):
+    args = ["verify", str(run_dir), "--relearn-steps", "1", "--ain-max-steps", "1"]
+    assert main(args) == 0
+    loud = capsys.readouterr()
+    assert "anamnesis unlearned" in loud.err  # progress lines (stderr is not a terminal)
+    assert main([*args, "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert "anamnesis" not in quiet.err and "forgetir verify:" not in quiet.out
+    assert "VERDICT " in quiet.out
 
 
 def test_resolve_and_hash_check(tmp_path):
@@ -110,3 +124,60 @@ def test_a_failed_verify_leaves_the_folder_as_it_was(parent, tmp_path, tiny_opts
         verify_folder(out, ut=str(parent), relearn_steps=-1)
     assert {n: (out / n).read_bytes() for n in before} == before
     assert not (out / "verify.json").exists()
+
+
+def _copy_run(run_dir, tmp_path):
+    moved = tmp_path / "copy"
+    shutil.copytree(run_dir, moved)
+    return moved
+
+
+def test_run_json_records_every_file_the_verdict_rests_on(run_dir):
+    run = RunFolder(run_dir).read_run()
+    assert set(RunFolder(run_dir).recorded(run)) == {
+        "parent", "ut", "split", "model", "model_sidecar", "test_set"
+    }  # fmt: skip
+    assert run.files["model"].sha256 == sha256_file(run_dir / "model.safetensors")
+
+
+def test_verify_refuses_ut_copied_over_the_unlearned_model(parent, run_dir, tmp_path):
+    # Issue 13: copying UT's weights and sidecar over the run's model made verify certify UT.
+    run = _copy_run(run_dir, tmp_path)
+    before = (run / "verify.json").read_bytes()
+    shutil.copy(parent, run / "model.safetensors")  # the run's UT is this file
+    shutil.copy(parent.with_suffix(".json"), run / "model.json")
+    with pytest.raises(IntegrityError, match=r"model file .*model.safetensors changed"):
+        verify_folder(run)
+    assert (run / "verify.json").read_bytes() == before
+    assert main(["verify", str(run)]) == 2
+    assert main(["report", str(run)]) == 2
+    assert not (run / "report.html").exists()
+
+
+def test_verify_refuses_an_edited_split(run_dir, tmp_path):
+    run = _copy_run(run_dir, tmp_path)
+    split = json.loads((run / "split.json").read_text())
+    split["forget"], split["retain"] = split["retain"], split["forget"]
+    (run / "split.json").write_text(json.dumps(split))
+    with pytest.raises(IntegrityError, match=r"split file .*split.json changed"):
+        verify_folder(run)
+    assert main(["verify", str(run)]) == 2
+
+
+def test_verify_refuses_a_changed_test_set(run_dir, tmp_path):
+    run = _copy_run(run_dir, tmp_path)
+    manifest = json.loads((run / "testset.json").read_text())
+    name = next(iter(manifest["sets"]))
+    manifest["sets"][name]["images"][0]["clean"] = "0" * 64
+    (run / "testset.json").write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="test_set file"):
+        verify_folder(run)
+
+
+def test_verify_refuses_a_run_whose_hash_records_were_removed(run_dir, tmp_path):
+    run = _copy_run(run_dir, tmp_path)
+    data = json.loads((run / "run.json").read_text())
+    del data["files"]["model"]
+    (run / "run.json").write_text(json.dumps(data))
+    with pytest.raises(IntegrityError, match="records no SHA-256 for model"):
+        verify_folder(run)

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgetir import verify
+from forgetir.checks.anamnesis import ain_value
+from forgetir.checks.membership import _fit_logistic
 from forgetir.data.testsets import TestSet
 
 A, C, NOISE = 0.1, 0.45, 0.01
@@ -132,10 +134,10 @@ def test_anamnesis_bounds_when_not_reached(models):
     assert r["ain_kind"] == "upper_bound"
     assert r["ain"] == pytest.approx(r["steps_unlearned"] / 41)
     assert "at most" in r["note"]
-    assert verify._ain(None, 10, 40)[1] == "lower_bound"
-    assert verify._ain(None, 10, 40)[0] == pytest.approx(41 / 10)
-    assert verify._ain(None, None, 40)[0] is None
-    assert verify._ain(3, 0, 40)[1] == "undefined"
+    assert ain_value(None, 10, 40)[1] == "lower_bound"
+    assert ain_value(None, 10, 40)[0] == pytest.approx(41 / 10)
+    assert ain_value(None, None, 40)[0] is None
+    assert ain_value(3, 0, 40)[1] == "undefined"
 
 
 def test_output_gap(models):
@@ -143,9 +145,40 @@ def test_output_gap(models):
     assert verify.output_gap(models["ut"], copy.deepcopy(models["ut"]), ts) == 0.0
     assert verify.output_gap(models["hidden"], nn.Identity(), ts) == 0.0
     gap = verify.output_gap(models["before"], nn.Identity(), ts)
+    assert gap == pytest.approx(_clipped_gap_numpy(models["before"], nn.Identity(), ts), rel=1e-5)
+    assert gap > 0.1
+
+
+def _clipped_gap_numpy(a: nn.Module, b: nn.Module, ts: TestSet) -> float:
+    """The output gap computed independently: outputs as numpy float64 arrays,
+    clipped with numpy, per-image mean |a - b|, then the mean over images."""
+    per_image = []
     with torch.no_grad():
-        ref = np.mean([float((models["before"](x) - x).abs().mean()) for x in ts.degraded])
-    assert gap == pytest.approx(ref, rel=1e-5) and gap > 0.1
+        for x in ts.degraded:
+            ya = np.clip(a(x).double().numpy(), 0.0, 1.0)
+            yb = np.clip(b(x).double().numpy(), 0.0, 1.0)
+            per_image.append(np.abs(ya - yb).mean())
+    return float(np.mean(per_image))
+
+
+def test_output_gap_is_measured_on_clipped_outputs():
+    # A model whose outputs leave [0, 1] by far: the unclipped gap would be much larger.
+    ts = toy_set("dehaze", 3, 7)
+    over = Scale(3.0)
+    gap = verify.output_gap(over, nn.Identity(), ts)
+    assert gap == pytest.approx(_clipped_gap_numpy(over, nn.Identity(), ts), rel=1e-6)
+    with torch.no_grad():
+        unclipped = np.mean([float((3 * x - x).abs().mean()) for x in ts.degraded])
+    assert unclipped > gap + 0.1
+
+
+class Scale(nn.Module):
+    def __init__(self, k: float) -> None:
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(k))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k * x
 
 
 class Memoriser(nn.Module):
@@ -194,7 +227,7 @@ def test_membership_inference_rejects_tiny_groups():
 
 def test_logistic_fit_matches_threshold_direction():
     x = np.array([-2.0, -1.0, 1.0, 2.0])
-    w = verify._fit_logistic(x, np.array([0.0, 0.0, 1.0, 1.0]))
+    w = _fit_logistic(x, np.array([0.0, 0.0, 1.0, 1.0]))
     assert w[0] > 0 and np.isfinite(w).all()  # separable data stay finite (L2 penalty)
 
 
@@ -238,6 +271,10 @@ def test_verify_run_is_json_and_complete(models, tmp_path):
     assert result["anamnesis"]["steps_unlearned"] is not None
     assert list(result["membership"]["models"]) == ["BEFORE", "unlearned", "UT"]
     assert result["cost"]["step_fraction"] == 0.1
+    # The gated model hides dehaze (its forget PSNR is UT's) but relearns it at once.
+    assert result["anamnesis"]["ain"] < 0.5
+    assert result["verdict"]["verdict"] == "hidden"
+    assert list(result)[:3] == ["format", "version", "verdict"]
     assert "promptir" in result["protocol_description"]
     path = verify.write_verification(tmp_path / "verify.json", result)
     back = json.loads(path.read_text())
@@ -250,9 +287,8 @@ def test_verify_run_errors_name_the_task(models):
     with pytest.raises(ValueError, match="derain"):
         verify.verify_run(models["hidden"], models["before"], None, ["dehaze"], ["derain"], sets)
     r = verify.verify_run(models["hidden"], models["before"], None, ["dehaze"], [], sets)
-    assert (
-        r["output_gap"]["value"] is None and r["gaps"]["tasks"]["dehaze"]["psnr_gap_to_ut"] is None
-    )
+    assert r["output_gap"] is None and r["gaps"]["tasks"]["dehaze"]["psnr_gap_to_ut"] is None
+    assert r["verdict"]["verdict"] == "undetermined"
 
 
 def test_relearn_validates_input():

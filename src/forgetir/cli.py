@@ -64,7 +64,7 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
         "the seed paper's experiment grid on the embedded default (--scale cpu) or real data",
     ),
     "verify": (
-        "forgetir.runs",
+        "forgetir.verify",
         "add_verify_arguments",
         "verify_command",
         "(re)compute the proof of forgetting of a run: gaps to UT, relearning, AIN, MIA, cost",

@@ -1,55 +1,72 @@
-"""An unlearning run folder: its layout, the records it points to, and its verification.
+"""An unlearning run folder: the one home of its file names, reads/writes and hash checks.
 
 ``forgetir unlearn`` writes the folder, ``forgetir verify`` (re)computes its proof of
 forgetting and ``forgetir report`` renders it. Layout::
 
-    run.json            what was run: method, hyperparameters, and {path, sha256} records of
-                        the parent (BEFORE), the UT model and the split manifest
+    run.json            what was run (:class:`~forgetir.records.RunRecord`): method,
+                        hyperparameters, and {path, sha256} of every file the verdict rests on:
+                        the parent (BEFORE), the UT model, the split manifest, the unlearned
+                        model and its sidecar, the test-set manifest
     model.safetensors   the unlearned weights, with their model.json sidecar
     log.csv             the unlearning loss curve
     split.json          the split manifest (ids, paths and SHA-256 of the data; no pixels)
+    testset.json        the test-set manifest (each test image's name and pixel SHA-256)
     quality.json        PSNR/SSIM of degraded input / BEFORE / unlearned / UT per task
-    verify.json         every verification figure (:mod:`forgetir.verify`)
+    verify.json         the verdict and every verification figure (:mod:`forgetir.verify`)
     grids/*.png         output grids
 
-Paths recorded in ``run.json`` are looked up as written, then inside the run folder, so a
-folder that was moved or copied elsewhere still verifies; every model it loads must match the
-SHA-256 recorded when the run was made.
+Paths recorded in ``run.json`` are looked up as written, then inside the run folder (the run's
+own files inside it first), so a folder that was moved or copied elsewhere verifies its own.
+:meth:`RunFolder.check_integrity` re-hashes every recorded file and refuses one that changed
+(:class:`~forgetir.errors.IntegrityError`, naming the file): a run is tamper-evident.
 
 Example:
-    $ forgetir verify runs/demo --relearn-steps 40
+    >>> import tempfile
+    >>> RunFolder(tempfile.mkdtemp()).is_run()
+    False
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from forgetir.atomic import atomic_json
-from forgetir.errors import InputFileError, IntegrityError, InvalidInputError, MissingInputError
+from forgetir.checkpoint import WEIGHTS_NAME, sha256_file
+from forgetir.errors import InputFileError, IntegrityError
+from forgetir.records import FileRecord, QualityTable, RunRecord, VerificationRecord, json_safe
+
+__all__ = ["RunFolder", "hash_check", "read_json", "resolve", "manifest_of_test_sets"]
 
 RUN_JSON, QUALITY_JSON, VERIFY_JSON = "run.json", "quality.json", "verify.json"
+SPLIT_JSON, TESTSET_JSON, LOG_CSV = "split.json", "testset.json", "log.csv"
+MODEL, SIDECAR, GRIDS = "model.safetensors", "model.json", "grids"
+TESTSET_FORMAT = "forgetir-testset"
+# Roles of the files a verdict rests on, in the order they are checked and named.
+ROLES = ("parent", "ut", "split", "model", "model_sidecar", "test_set")
 
 
 def read_json(run_dir: Path, name: str) -> Any:
     """``run_dir/name`` parsed, with an error naming the file when it is not JSON."""
-    path = run_dir / name
+    path = Path(run_dir) / name
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputFileError(f"{path} is not valid JSON: {exc}") from None
+    except FileNotFoundError:
+        raise InputFileError(f"{path} does not exist") from None
     except OSError as exc:
         raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def resolve(run_dir: Path, p: str | None) -> Path | None:
+def resolve(run_dir: Path, p: str | None, own: bool = False) -> Path | None:
     """A path recorded in ``run.json``: as written, else inside ``run_dir`` (None if absent).
+    ``own``: a file of the run folder itself (split, model, test-set manifest), looked up
+    inside ``run_dir`` first, so that a copied or moved folder uses its own files and not
+    the ones it was copied from.
 
     Example:
         >>> resolve(Path("."), None) is None
@@ -58,25 +75,31 @@ def resolve(run_dir: Path, p: str | None) -> Path | None:
     if not p:
         return None
     path = Path(p).expanduser()
-    for cand in (path, run_dir / path, run_dir / path.name):
+    order = (run_dir / path.name, run_dir / path, path) if own else (path, run_dir / path)
+    for cand in (*order, run_dir / path.name):
         if cand.exists():
             return cand
     return None
 
 
-def hash_check(run_dir: Path, record: Any) -> dict[str, Any] | None:
-    """``{"path", "sha256", "check"}`` for a ``{"path", "sha256"}`` record, re-hashed."""
-    from forgetir.checkpoint import WEIGHTS_NAME, sha256_file
+def _hash_of(path: Path) -> str:
+    return sha256_file(path / WEIGHTS_NAME if path.is_dir() else path)
 
+
+def hash_check(run_dir: Path, record: Any, own: bool = False) -> dict[str, Any] | None:
+    """``{"path", "sha256", "check"}`` for a ``{"path", "sha256"}`` record, re-hashed
+    (``own``: a file of the run folder itself, see :func:`resolve`)."""
+    if isinstance(record, FileRecord):
+        record = record.to_json()
     if not isinstance(record, Mapping):
         return None
     out = {"path": record.get("path"), "sha256": record.get("sha256")}
-    found = resolve(run_dir, record.get("path"))
+    found = resolve(run_dir, record.get("path"), own)
     if found is None:
         out["check"] = "file not found here: hash not re-checked"
         return out
     try:
-        actual = sha256_file(found / WEIGHTS_NAME if found.is_dir() else found)
+        actual = _hash_of(found)
     except (OSError, ValueError) as exc:
         out["check"] = f"could not re-check ({exc})"
         return out
@@ -84,198 +107,162 @@ def hash_check(run_dir: Path, record: Any) -> dict[str, Any] | None:
     return out
 
 
-def _checked_model(
-    run_dir: Path, record: Mapping[str, Any], what: str, arch: str | None
-) -> nn.Module:
-    """Load the model of a run.json record, refusing one whose SHA-256 differs."""
-    from forgetir.shipped import resolve_checkpoint
-    from forgetir.unlearn import load_eval_model
+def manifest_of_test_sets(test_sets: Mapping[str, Any]) -> dict[str, Any]:
+    """Every test image's name, shape and SHA-256 of its float32 pixels (degraded and clean),
+    per test set: what ``testset.json`` records so that a changed test set is noticed.
 
-    spec = str(record.get("path"))
-    path = resolve(run_dir, spec) or resolve_checkpoint(spec)
-    check = hash_check(run_dir, {"path": str(path), "sha256": record.get("sha256")})
-    if check["check"] != "match":
-        fix = (
-            "pass --ut PATH to compare with another retrained model"
-            if what == "UT"
-            else "a run is verified against the very parent it was unlearned from"
-        )
-        raise IntegrityError(
-            f"{what} checkpoint {spec} recorded in {run_dir / RUN_JSON}: {check['check']}; {fix}"
-        )
-    return load_eval_model(path, arch)
-
-
-def verify_model(
-    model: nn.Module,
-    before: nn.Module,
-    ut_model: nn.Module | None,
-    datasets: dict[str, Any],
-    test_sets: dict[str, Any],
-    run: Mapping[str, Any],
-    opts: Any,
-    rows: dict[str, Any],
-    out: Path,
-) -> dict[str, Any]:
-    """Every verification figure of one unlearned model; written to ``out/verify.json``.
-
-    ``datasets``: the split's ``forget``/``retain``(/``test``) training datasets (relearning
-    samples; the membership attack of an instance split). ``opts``: the run's
-    :class:`~forgetir.unlearn.UnlearnOptions`.
+    Example:
+        >>> import torch
+        >>> from forgetir.data.testsets import TestSet
+        >>> x = [torch.zeros(1, 3, 2, 2)]
+        >>> ts = TestSet("dehaze", "toy", ["a"], x, x)
+        >>> manifest_of_test_sets({"dehaze": ts})["sets"]["dehaze"]["images"][0]["shape"]
+        [1, 3, 2, 2]
     """
-    from forgetir.verify import pairs_from_dataset, verify_run, write_verification
 
-    parent_meta = getattr(before, "forgetir_meta", {}) or {}
-    cost = {
-        "unlearn_steps": run["steps"],
-        "unlearn_seconds": run["wall_time_s"],
-        "train_steps": parent_meta.get("step") or parent_meta.get("steps"),
-        "train_seconds": parent_meta.get("wall_time"),
-        "unlearn_batch": opts.batch_size,
-        "train_batch": ((parent_meta.get("config") or {}).get("train") or {}).get("batch_size"),
-    }
-    membership = None
-    if "test" in datasets and run["split"]["kind"] == "instances":
-        n = 16
-        membership = {
-            "members": pairs_from_dataset(datasets["retain"], range(n)),
-            "nonmembers": pairs_from_dataset(datasets["test"], range(n)),
-            "forgotten": pairs_from_dataset(
-                datasets["forget"], range(min(n, len(datasets["forget"].source)))
-            ),
+    def digest(t: Any) -> str:
+        return hashlib.sha256(t.detach().float().contiguous().cpu().numpy().tobytes()).hexdigest()
+
+    sets = {}
+    for name, ts in test_sets.items():
+        images = [
+            {"name": n, "shape": list(x.shape), "degraded": digest(x), "clean": digest(y)}
+            for n, x, y in zip(ts.names, ts.degraded, ts.clean, strict=True)
+        ]
+        sets[name] = {"task": ts.task, "source": ts.source, "images": images}
+    return {"format": TESTSET_FORMAT, "version": 1, "sets": sets}
+
+
+class RunFolder:
+    """One run folder: its files by name, typed reads and atomic writes, and the resolution and
+    hash check of every file its verdict rests on (each resolved once per call).
+
+    Example:
+        >>> import tempfile
+        >>> folder = RunFolder(tempfile.mkdtemp())
+        >>> folder.file(VERIFY_JSON).name
+        'verify.json'
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def is_run(self) -> bool:
+        return self.file(RUN_JSON).is_file()
+
+    def require(self) -> None:
+        """Refuse a folder that holds no run, naming it."""
+        if not self.is_run():
+            raise InputFileError(
+                f"{self.path} is not an unlearning run folder (no {RUN_JSON}); make one with "
+                "`forgetir unlearn` or `forgetir demo`"
+            )
+
+    # -------------------------------------------------------------------- typed reads/writes
+
+    def read_run(self) -> RunRecord:
+        return RunRecord.from_json(read_json(self.path, RUN_JSON), str(self.file(RUN_JSON)))
+
+    def write_run(self, run: RunRecord) -> Path:
+        return atomic_json(self.file(RUN_JSON), run.to_json(), allow_nan=False)
+
+    def read_quality(self) -> QualityTable:
+        data = read_json(self.path, QUALITY_JSON)
+        return QualityTable.from_json(data, str(self.file(QUALITY_JSON)))
+
+    def write_quality(self, table: QualityTable) -> Path:
+        return atomic_json(self.file(QUALITY_JSON), table.to_json(), allow_nan=False)
+
+    def read_verification(self) -> VerificationRecord:
+        data = read_json(self.path, VERIFY_JSON)
+        return VerificationRecord.from_json(data, str(self.file(VERIFY_JSON)))
+
+    def write_verification(self, result: VerificationRecord | Mapping[str, Any]) -> Path:
+        data = result.to_json() if isinstance(result, VerificationRecord) else json_safe(result)
+        return atomic_json(self.file(VERIFY_JSON), data, allow_nan=False)
+
+    def write_testset_manifest(self, test_sets: Mapping[str, Any]) -> FileRecord:
+        path = atomic_json(self.file(TESTSET_JSON), manifest_of_test_sets(test_sets))
+        return FileRecord(TESTSET_JSON, sha256_file(path))
+
+    def own_files(self) -> dict[str, FileRecord]:
+        """SHA-256 records of the run's own model and sidecar, as ``run.json`` keeps them."""
+        return {
+            role: FileRecord(name, sha256_file(self.file(name)))
+            for role, name in (("model", MODEL), ("model_sidecar", SIDECAR))
         }
-    result = verify_run(
-        model,
-        before,
-        ut_model,
-        run["forget_tasks"],
-        run["retain_tasks"],
-        test_sets,
-        opts.protocol,
-        pairs_from_dataset(datasets["forget"], range(4)),
-        relearn_steps=opts.relearn_steps,
-        ain_max_steps=opts.ain_max_steps if ut_model is not None else 0,
-        eval_every=opts.verify_eval_every,
-        membership=membership,
-        cost_info=cost,
-        relearn_description=f"4 forget-set training patches ({opts.patch_size}x{opts.patch_size})",
-        seed=opts.seed,
-        rows=rows,
-    )
-    write_verification(out / VERIFY_JSON, result)
-    return result
 
+    # -------------------------------------------------------------------- integrity
 
-def verify_folder(
-    run_dir: str | Path,
-    *,
-    ut: str | None = None,
-    arch: str | None = None,
-    relearn_steps: int | None = None,
-    ain_max_steps: int | None = None,
-    log: Callable[[str], None] = lambda message: None,
-) -> dict[str, Any]:
-    """(Re)compute ``verify.json`` of an unlearning run folder; return the verification.
+    def recorded(self, run: RunRecord) -> dict[str, FileRecord]:
+        """role -> the file record ``run.json`` holds for it (roles in :data:`ROLES`)."""
+        out = {"parent": run.parent}
+        if run.ut is not None:
+            out["ut"] = run.ut
+        if run.split.manifest is not None:
+            out["split"] = run.split.manifest
+        out.update(run.files)
+        return {r: out[r] for r in ROLES if r in out}
 
-    ``log`` receives a line as each stage starts (the command prints them).
+    def locate(self, role: str, record: FileRecord) -> Path:
+        """Where the file of ``record`` is now (shipped models by their ``shipped:`` name)."""
+        found = resolve(self.path, record.path, own=role not in ("parent", "ut"))
+        if found is None and role in ("parent", "ut"):
+            from forgetir.shipped import resolve_checkpoint
 
-    The unlearned model, BEFORE and UT are loaded from the records in ``run.json`` (each
-    SHA-256 re-checked) and the split from its manifest (every file's hash re-checked).
-    ``ut``: another UT checkpoint to compare against (a run made without one, or a better
-    retrained model); its quality row is added to ``quality.json`` and ``run.json`` records it.
-    """
-    from forgetir.checkpoint import sha256_file
-    from forgetir.data.splits import build_split_datasets, load_manifest
-    from forgetir.evaluate import evaluate_model, write_results
-    from forgetir.shipped import resolve_checkpoint
-    from forgetir.unlearn import evaluation_sets, load_eval_model, options_from_dict
+            found = resolve_checkpoint(record.path)
+            found = found if found.exists() else None
+        if found is None:
+            raise InputFileError(
+                f"the {role} file {record.path} recorded in {self.file(RUN_JSON)} is missing"
+            )
+        return found / WEIGHTS_NAME if found.is_dir() else found
 
-    run_dir = Path(run_dir)
-    if not (run_dir / RUN_JSON).is_file():
-        raise MissingInputError(
-            f"{run_dir} is not an unlearning run folder (no {RUN_JSON}); make one with "
-            "`forgetir unlearn` or `forgetir demo`"
-        )
-    for option, what, value in (
-        ("--relearn-steps", "relearn steps", relearn_steps),
-        ("--ain-max-steps", "anamnesis steps", ain_max_steps),
-    ):
-        if value is not None and value < 0:  # refused before any work
-            raise InvalidInputError(f"{option}={value}: {what} must be >= 0 (valid: >= 0)")
-    run = read_json(run_dir, RUN_JSON)
-    opts = options_from_dict(run.get("options"), str(run_dir / RUN_JSON))
-    if relearn_steps is not None:
-        opts.relearn_steps = relearn_steps
-    if ain_max_steps is not None:
-        opts.ain_max_steps = ain_max_steps
-    log(f"{run_dir}: loading the unlearned model, BEFORE and UT (SHA-256 checked)")
-    model = load_eval_model(run_dir / "model.safetensors")  # its own sidecar hash is checked
-    before = _checked_model(run_dir, run["parent"], "BEFORE", arch)
-    if ut is not None:
-        path = resolve_checkpoint(ut)
-        ut_model = load_eval_model(path, arch)
-        run["ut"] = {"path": str(path), "sha256": sha256_file(path)}
-    elif run.get("ut"):
-        ut_model = _checked_model(run_dir, run["ut"], "UT", arch)
-    else:
-        ut_model = None
-    manifest_path = resolve(run_dir, run["split"]["manifest"]["path"])
-    if manifest_path is None:
-        raise MissingInputError(
-            f"the split manifest {run['split']['manifest']['path']} of {run_dir} is missing"
-        )
-    log(f"re-hashing the split's data ({manifest_path})")
-    manifest = load_manifest(manifest_path, verify=True)
-    datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed)
-    test_sets = evaluation_sets(manifest, datasets, opts)
-    quality = read_json(run_dir, QUALITY_JSON)
-    rows = dict(quality["rows"])
-    new_ut_row = ut_model is not None and (ut is not None or "UT" not in rows)
-    if new_ut_row:
-        rows["UT"] = evaluate_model(ut_model, test_sets, opts.protocol)
-    log(
-        f"relearning ({opts.relearn_steps} steps), anamnesis index (up to {opts.ain_max_steps} "
-        "steps per model), output gap" + (", membership attack" if "test" in datasets else "")
-    )
-    result = verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, run_dir)
-    # Only now, with verify.json written, do quality.json and run.json take the new UT: a
-    # failure above leaves the folder as it was.
-    if new_ut_row:
-        write_results(run_dir / QUALITY_JSON, rows, quality["protocol"], quality["test_set"])
-    run["verify"] = VERIFY_JSON
-    run["verified"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    atomic_json(run_dir / RUN_JSON, run, default=str)
-    return result
+    def check_integrity(
+        self, run: RunRecord, skip: tuple[str, ...] = (), require: tuple[str, ...] = ()
+    ) -> dict[str, Path]:
+        """Re-hash every file ``run.json`` records and return role -> its path now.
 
+        Raises :class:`IntegrityError` naming the first file whose SHA-256 changed, or a
+        role in ``require`` that ``run.json`` does not record (a run made by an older
+        forgetir, or a record that was removed). ``skip``: roles replaced by the caller.
+        """
+        records = self.recorded(run)
+        lacking = [r for r in require if r not in records]
+        if lacking:
+            raise IntegrityError(
+                f"{self.file(RUN_JSON)} records no SHA-256 for {', '.join(lacking)}: the run "
+                "cannot be checked for tampering (made by an older forgetir, or edited); "
+                "re-run `forgetir unlearn`"
+            )
+        paths = {}
+        for role, record in records.items():
+            if role in skip:
+                continue
+            path = self.locate(role, record)
+            actual = sha256_file(path)
+            if actual != record.sha256:
+                hint = {
+                    "parent": "a run is verified against the very parent it was unlearned from",
+                    "ut": "pass --ut PATH to compare with another retrained model",
+                }.get(role, "the run folder changed after it was made")
+                raise IntegrityError(
+                    f"{role} file {path} changed since the run was made: SHA-256 {actual[:16]}… "
+                    f"but {self.file(RUN_JSON)} recorded {record.sha256[:16]}… (MISMATCH); {hint}"
+                )
+            paths[role] = path
+        return paths
 
-# ------------------------------------------------------------------------------ command line
-
-
-def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``forgetir verify``."""
-    parser.add_argument("run_dir", help="an unlearning run folder (forgetir unlearn / demo)")
-    parser.add_argument(
-        "--ut", help="compare against this UT checkpoint instead of the run's own (if any)"
-    )
-    parser.add_argument("--arch", help="architecture of published .ckpt checkpoints")
-    parser.add_argument("--relearn-steps", type=int, help="fine-tuning steps of the relearn test")
-    parser.add_argument(
-        "--ain-max-steps", type=int, help="most fine-tuning steps the anamnesis index may take"
-    )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: free cores)")
-
-
-def verify_command(args: argparse.Namespace) -> int:
-    from forgetir.verify import summarize
-
-    result = verify_folder(
-        args.run_dir,
-        ut=args.ut,
-        arch=args.arch,
-        relearn_steps=args.relearn_steps,
-        ain_max_steps=args.ain_max_steps,
-        log=lambda message: print(f"forgetir verify: {message}", flush=True),
-    )
-    print(summarize(result))
-    print(f"wrote {Path(args.run_dir) / VERIFY_JSON}; `forgetir report {args.run_dir}` renders it")
-    return 0
+    def check_test_sets(self, test_sets: Mapping[str, Any], path: Path) -> None:
+        """Refuse test sets rebuilt here that differ from the recorded ``testset.json``."""
+        recorded = read_json(path.parent, path.name)
+        now = manifest_of_test_sets(test_sets)
+        for name, entry in (recorded.get("sets") or {}).items():
+            if now["sets"].get(name) != entry:
+                raise IntegrityError(
+                    f"test set {name!r} rebuilt here differs from {path} (images, sizes or "
+                    "pixels changed: another data version?); the run's figures do not apply"
+                )

@@ -27,16 +27,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from forgetir.atomic import atomic_json
 from forgetir.config import (
-    ALL_TASKS,
     AT_LEAST_ONE,
     NON_NEGATIVE,
     POSITIVE,
@@ -46,11 +44,24 @@ from forgetir.config import (
     TrainConfig,
     check_fields,
     from_dict,
-    load_config,
     parse_override,
 )
 from forgetir.errors import InvalidInputError, RunExistsError
+from forgetir.provenance import software_versions, utc_now
+from forgetir.records import FileRecord, ModelMeta, RunRecord, SplitRecord
+from forgetir.runs import GRIDS, MODEL, QUALITY_JSON, RUN_JSON, SPLIT_JSON, VERIFY_JSON, RunFolder
 from forgetir.shipped import resolve_checkpoint, ut_name_for
+from forgetir.testbed import (
+    evaluation_sets,
+    load_eval_model,
+    model_meta,
+    parent_data_config,
+    split_set_names,
+    split_test_sets,
+)
+from forgetir.verify import summarize, verify_model
+
+_split_test_sets = split_test_sets  # the former private name, for existing callers
 
 INPUT_ROW = "input"
 
@@ -135,25 +146,6 @@ def options_from_dict(data: Any, where: str) -> UnlearnOptions:
         return from_dict(UnlearnOptions, data, "options.")
     except ConfigError as e:
         raise InputFileError(f"{where}: {e}") from None
-
-
-def load_eval_model(spec: str | Path, arch: str | None = None) -> nn.Module:
-    """A checkpoint (``shipped:NAME``, forgetir ``.safetensors`` or published ``.ckpt``) in
-    eval mode."""
-    from forgetir.checkpoint import load_model
-
-    model = load_model(resolve_checkpoint(spec), arch=arch)
-    model.eval()
-    return model
-
-
-def parent_data_config(model: nn.Module) -> DataConfig:
-    """The data a checkpoint was trained on (its sidecar), else the ``cpu`` preset's."""
-    meta = getattr(model, "forgetir_meta", {}) or {}
-    data = (meta.get("config") or {}).get("data")
-    if data:
-        return from_dict(DataConfig, data, "data.")
-    return load_config("cpu").data
 
 
 def _guard_sets(tasks: list[str], seed: int) -> dict[str, Any]:
@@ -263,16 +255,19 @@ def _split(
         manifest = load_manifest(manifest_path, verify=True)
     else:
         manifest = make_split(parent_data, "degradation", forget or [])
-    return manifest, save_manifest(manifest, out / "split.json")
+    return manifest, save_manifest(manifest, out / SPLIT_JSON)
 
 
-def _check_split_fits_parent(manifest: dict[str, Any], parent: nn.Module, where: str) -> None:
+def _check_split_fits_parent(
+    manifest: dict[str, Any], parent: ModelMeta | None, where: str
+) -> None:
     """The tasks a split forgets and retains must be tasks the parent was trained on."""
     from forgetir.data.pipeline import train_tasks
     from forgetir.data.splits import ManifestError
 
-    meta = getattr(parent, "forgetir_meta", {}) or {}
-    trained = meta.get("tasks") or train_tasks(parent_data_config(parent))
+    trained = (parent.raw.get("tasks") if parent else None) or train_tasks(
+        parent_data_config(parent)
+    )
     for part in ("forget", "retain"):
         outside = [t for t in manifest[part].get("tasks") or [] if t not in trained]
         if outside:
@@ -286,52 +281,6 @@ def _tasks_of(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
     if manifest["kind"] == "degradation":
         return list(manifest["forget"]["tasks"]), list(manifest["retain"]["tasks"])
     return [], []
-
-
-def evaluation_sets(
-    manifest: dict[str, Any], datasets: dict[str, Any], opts: UnlearnOptions
-) -> dict[str, Any]:
-    """The test sets a run is scored on: every task's test set for a degradation split, else
-    fixed patches of the forgotten and of retained training images."""
-    if manifest["kind"] != "degradation":
-        return _split_test_sets(datasets)
-    from forgetir.data.testsets import build_test_sets
-
-    # root: the promptir test set lives under the split's data root (paper scale).
-    root = manifest["data"].get("root")
-    return build_test_sets(opts.test_set, ALL_TASKS, opts.test_max_side, root)
-
-
-def _split_test_sets(datasets: dict[str, Any], n: int = 16) -> dict[str, Any]:
-    """For class/instance splits: forget-test = the forgotten images, retain-test = retained
-    images (about ``n`` fixed patches of each, at least 3 per task), one set per part, or per
-    part and task (``"forget:denoise_25"``) when the data has several tasks."""
-    from forgetir.data.testsets import TestSet
-
-    sets = {}
-    for part in ("forget", "retain"):
-        ds = datasets[part]
-        tasks = list(ds.tasks)
-        per_task = max(3, -(-n // len(tasks)))
-        for k, task in enumerate(tasks):
-            # Item i has task tasks[i % T]: items k, k+T, ... are this task's.
-            idx = range(k, min(len(ds), k + per_task * len(tasks)), len(tasks))
-            items = [ds[i] for i in idx]
-            name = part if len(tasks) == 1 else f"{part}:{task}"
-            sets[name] = TestSet(
-                task,
-                f"{len(items)} {part}-set training patches of the split ({task})",
-                [str(it["image"]) for it in items],
-                [it["degraded"][None] for it in items],
-                [it["clean"][None] for it in items],
-            )
-    return sets
-
-
-def split_set_names(test_sets: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The forget-test and retain-test set names of :func:`_split_test_sets`."""
-    forget = [k for k in test_sets if k.split(":")[0] == "forget"]
-    return forget, [k for k in test_sets if k.split(":")[0] == "retain"]
 
 
 def _is_live(spec: Any) -> bool:
@@ -350,7 +299,7 @@ def check_run_folder(out: Path) -> None:
     from forgetir.atomic import check_output_dir
 
     check_output_dir(out)
-    if (out / "run.json").exists():
+    if (out / RUN_JSON).exists():
         raise RunExistsError(f"--out {out} already holds an unlearning run; choose another --out")
     if out.is_dir() and any(out.iterdir()):
         raise RunExistsError(
@@ -455,7 +404,6 @@ def _unlearn(
         write_results,
     )
     from forgetir.methods import create_method
-    from forgetir.report import software_versions
 
     # A live nn.Module (forgetir.unlearn_model) or "fresh:MODEL" becomes a checkpoint in the run.
     checkpoint = prepare_checkpoint(checkpoint, work, opts.seed, data=data)
@@ -463,10 +411,11 @@ def _unlearn(
     parent_path = resolve_checkpoint(checkpoint)
     before = load_eval_model(checkpoint, arch)
     model = copy.deepcopy(before)
-    parent_data = parent_data_config(before)
+    parent_meta = model_meta(parent_path)
+    parent_data = parent_data_config(parent_meta)
     parent_data.patch_size = opts.patch_size
     manifest, split_path = _split(parent_data, forget, split, work)
-    _check_split_fits_parent(manifest, before, split or "the split")
+    _check_split_fits_parent(manifest, parent_meta, split or "the split")
     forget_tasks, retain_tasks = _tasks_of(manifest)
     datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed)
 
@@ -529,85 +478,85 @@ def _unlearn(
     if not forget_tasks:  # class/instance split: its forget-test and retain-test sets
         forget_tasks, retain_tasks = split_set_names(test_sets)
     source = describe_test_sets(test_sets)
-    rows = {INPUT_ROW: evaluate_degraded_input(test_sets, opts.protocol)}
-    rows["BEFORE"] = evaluate_model(before, test_sets, opts.protocol)
-    rows["unlearned"] = evaluate_model(model, test_sets, opts.protocol)
+    # Per image, so that the verdict's intervals need no second pass over the test sets.
+    rows = {INPUT_ROW: evaluate_degraded_input(test_sets, opts.protocol, per_image=True)}
+    rows["BEFORE"] = evaluate_model(before, test_sets, opts.protocol, per_image=True)
+    rows["unlearned"] = evaluate_model(model, test_sets, opts.protocol, per_image=True)
     if ut_model is not None:
-        rows["UT"] = evaluate_model(ut_model, test_sets, opts.protocol)
-    write_results(work / "quality.json", rows, opts.protocol, source)
+        rows["UT"] = evaluate_model(ut_model, test_sets, opts.protocol, per_image=True)
+    write_results(work / QUALITY_JSON, rows, opts.protocol, source)
 
-    run = {
-        "method": opts.method,
-        "summary": method.summary,
-        "target": opts.target,
-        "hyperparameters": method.describe(),
-        "optimizer": asdict(optim),
-        "options": asdict(opts),
-        "parent": {"path": _final_path(parent_path, work, out), "sha256": sha256_file(parent_path)},
-        "ut": {
-            "path": _final_path(resolve_checkpoint(ut), work, out),
-            "sha256": sha256_file(resolve_checkpoint(ut)),
-        }
-        if ut is not None
-        else None,
-        "split": {
-            "kind": manifest["kind"],
-            "forget": manifest["forget"].get("tasks") or manifest["forget"].get("entries"),
-            "retain": manifest["retain"].get("tasks") or manifest["retain"].get("entries"),
-            "manifest": {
-                "path": str(out / split_path.name),
-                "sha256": manifest_sha256(split_path),
-            },
-        },
-        "forget_tasks": forget_tasks,
-        "retain_tasks": retain_tasks,
-        "steps": result.step,
-        "wall_time_s": round(wall, 2),
-        "stopped_early": stopped,
-        "guard": guard.history if guard else None,
-        "expert_usage": _expert_usage(before, model, ut_model, test_sets),
-        "command": command,
-        "seed": opts.seed,
-        "software": software_versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    folder = RunFolder(work)
+    ut_path = resolve_checkpoint(ut) if ut is not None else None
     save_model(
         model,
-        work / "model.safetensors",
+        work / MODEL,
         parent=parent_path,
         command=command,
         metrics={"protocol": opts.protocol, "test_set": source, "rows": rows},
         method=opts.method,
         target=opts.target,
         hyperparameters=method.describe(),
-        split_manifest_sha256=run["split"]["manifest"]["sha256"],
+        split_manifest_sha256=manifest_sha256(split_path),
         steps=result.step,
         wall_time=round(wall, 2),
     )
+    # Every file the verdict rests on, hashed now: verify and report refuse any that changes.
+    # Paths are recorded where they will be once the run is moved into place.
+    files = {**folder.own_files(), "test_set": folder.write_testset_manifest(test_sets)}
+    usage = _expert_usage(before, model, ut_model, test_sets)
+    run = RunRecord(
+        method=opts.method,
+        summary=method.summary,
+        target=opts.target,
+        hyperparameters=method.describe(),
+        optimizer=asdict(optim),
+        options=asdict(opts),
+        parent=FileRecord(_final_path(parent_path, work, out), sha256_file(parent_path)),
+        ut=FileRecord(_final_path(ut_path, work, out), sha256_file(ut_path))
+        if ut_path is not None
+        else None,
+        split=SplitRecord(
+            kind=manifest["kind"],
+            forget=manifest["forget"].get("tasks") or manifest["forget"].get("entries"),
+            retain=manifest["retain"].get("tasks") or manifest["retain"].get("entries"),
+            manifest=FileRecord(_final_path(split_path, work, out), manifest_sha256(split_path)),
+        ),
+        files=files,
+        forget_tasks=tuple(forget_tasks),
+        retain_tasks=tuple(retain_tasks),
+        steps=result.step,
+        wall_time_s=round(wall, 2),
+        stopped_early=stopped,
+        guard=guard.history if guard else None,
+        command=command,
+        seed=opts.seed,
+        software=software_versions(),
+        created=utc_now(),
+        extra={"expert_usage": usage} if usage else {},
+    )
     verified = None
     if opts.verify:
-        from forgetir.runs import VERIFY_JSON, verify_model
-
-        verified = verify_model(model, before, ut_model, datasets, test_sets, run, opts, rows, work)
-        run["verify"] = VERIFY_JSON
-    atomic_json(work / "run.json", run, default=str)
+        verified = verify_model(
+            model, before, ut_model, datasets, test_sets, run, rows, folder, parent_meta
+        )
+        run = replace(run, verify=VERIFY_JSON)
+    folder.write_run(run)
     if opts.grids:
         from forgetir.figures import write_model_grid
 
         models = {"BEFORE": before, "unlearned": model}
         if ut_model is not None:
             models["UT"] = ut_model
-        (work / "grids").mkdir(exist_ok=True)
-        write_model_grid(work / "grids" / "outputs.png", models, test_sets, run["forget_tasks"])
+        (work / GRIDS).mkdir(exist_ok=True)
+        write_model_grid(work / GRIDS / "outputs.png", models, test_sets, list(run.forget_tasks))
     if not opts.quiet:
         print(format_table(rows, opts.protocol, source))
         if verified is not None:
-            from forgetir.verify import summarize
-
             print(summarize(verified))
         note = f"; stopped early: {stopped}" if stopped else ""
         print(f"unlearned in {result.step} steps, {wall:.1f} s{note}.")
-    return run
+    return run.to_json()
 
 
 def _expert_usage(

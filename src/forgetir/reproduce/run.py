@@ -136,11 +136,9 @@ def _split_data(plan: Plan, spec: SplitSpec) -> Any:
         return load_config("cpu", [*CLASS_OVERRIDES, *plan.options.train_overrides]).data
     if plan.scale == "paper" and not plan.options.retrain:
         return load_config("paper", [f"data.root={plan.options.root}"]).data
-    from forgetir.checkpoint import load_model
-    from forgetir.unlearn import parent_data_config
+    from forgetir.testbed import model_meta, parent_data_config
 
-    model = load_model(_resolved(plan, "before"), arch=plan.options.arch)
-    return parent_data_config(model)
+    return parent_data_config(model_meta(_resolved(plan, "before")))
 
 
 def _spread_ids(data: Any, n: int) -> list[str]:

@@ -1,0 +1,121 @@
+"""Ship UT reference logs beside the shipped UTs (``src/forgetir/weights/<ut>.reference.json``).
+
+Usage:
+    python scripts/ship_ut_references.py [dehaze] [derain] [denoise] [--threads 1]
+        [--from-cache ~/.cache/forgetir/ut-reference]
+
+For each forgotten task family it builds exactly what ``forgetir unlearn shipped:before
+--forget TASK`` with default options verifies against (the split, the 4 relearning patches, the
+forget-test photos), fine-tunes a copy of the shipped UT for the relearning test and the
+anamnesis index, and stores both curves under the key of :mod:`forgetir.checks.reference`.
+A run whose UT, BEFORE, data or settings differ does not match the key and recomputes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from forgetir.atomic import atomic_json
+from forgetir.checkpoint import sha256_file
+from forgetir.checks import reference
+from forgetir.checks.anamnesis import forget_l1
+from forgetir.checks.base import Context
+from forgetir.checks.relearning import relearn, truncated
+from forgetir.data.pipeline import resolve_tasks
+from forgetir.data.splits import build_split_datasets, make_split
+from forgetir.provenance import software_versions, utc_now
+from forgetir.records import json_safe
+from forgetir.shipped import WEIGHTS_DIR, resolve_checkpoint, ut_name_for
+from forgetir.testbed import evaluation_sets, load_eval_model, model_meta, parent_data_config
+from forgetir.unlearn import UnlearnOptions
+from forgetir.verify import pairs_from_dataset
+
+
+def references_for(task: str, opts: UnlearnOptions, cache: Path | None = None) -> dict:
+    forget = resolve_tasks([task])
+    before_path = resolve_checkpoint("shipped:before")
+    data = parent_data_config(model_meta(before_path))
+    data.patch_size = opts.patch_size
+    manifest = make_split(data, "degradation", forget)
+    datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed)
+    test_sets = evaluation_sets(manifest, datasets, opts)
+    ut_spec = ut_name_for(forget)
+    before, ut = load_eval_model("shipped:before"), load_eval_model(ut_spec)
+    ctx = Context(
+        before, before, ut, forget, list(manifest["retain"]["tasks"]), test_sets, {},
+        opts.protocol, pairs_from_dataset(datasets["forget"], range(4)),
+        relearn_steps=opts.relearn_steps, ain_max_steps=opts.ain_max_steps,
+        eval_every=opts.verify_eval_every, quiet=False,
+    )  # fmt: skip
+    args = (ctx.relearn_samples,)
+    common = {"lr": ctx.relearn_lr, "eval_set": ctx.forget_pairs, "protocol": ctx.protocol,
+              "eval_every": ctx.eval_every, "quiet": False}  # fmt: skip
+    keys = {kind: reference.reference_key(ctx, kind) for kind in ("relearn", "anamnesis")}
+    ain = None
+    if cache is not None:  # an entry a verification already computed with this very key
+        found = reference.ReferenceStore(None, cache).get(keys["anamnesis"][0])
+        ain = reference.restore_types(found) if found is not None else None
+    if ain is None:
+        target = (1.0 + ctx.ain_tol) * forget_l1(before, ctx.forget_pairs)
+        ain = relearn(
+            ut, *args, steps=ctx.ain_max_steps, stop_l1=target, label="UT anamnesis", **common
+        )
+    # As in verification: the relearning run is the anamnesis run's prefix when it got that far.
+    again = truncated(ain, ctx.relearn_steps)
+    if again is None:
+        again = relearn(ut, *args, steps=ctx.relearn_steps, label="UT relearning", **common)
+    entries = {}
+    for kind, run in (("relearn", again), ("anamnesis", ain)):
+        key, what = keys[kind]
+        entries[key] = {"kind": kind, "hashes": what, "run": run}
+    return {"ut": ut_spec, "path": resolve_checkpoint(ut_spec), "entries": entries}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tasks", nargs="*", default=["dehaze", "derain", "denoise"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--from-cache",
+        type=Path,
+        help="take entries with the very same keys from this UT reference cache folder "
+        "(e.g. ~/.cache/forgetir/ut-reference) instead of recomputing them",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    opts = UnlearnOptions()
+    for task in args.tasks:
+        t0 = time.time()
+        ref = references_for(task, opts, args.from_cache)
+        name = ref["path"].name.removesuffix(".safetensors")
+        out = WEIGHTS_DIR / f"{name}{reference.SUFFIX}"
+        atomic_json(
+            out,
+            json_safe(
+                {
+                    "format": reference.FORMAT,
+                    "version": reference.VERSION,
+                    "ut": ref["ut"],
+                    "ut_file_sha256": sha256_file(ref["path"]),
+                    "made_by": f"python scripts/ship_ut_references.py {task}"
+                    + (
+                        " --from-cache (entries computed by forgetir verify)"
+                        if args.from_cache
+                        else ""
+                    ),
+                    "created": utc_now(),
+                    "software": software_versions(),
+                    "entries": ref["entries"],
+                }
+            ),
+            allow_nan=False,
+        )
+        print(f"wrote {out} ({time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
