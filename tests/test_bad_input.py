@@ -629,7 +629,13 @@ def _cases() -> list[tuple[str, Any]]:
     @case("verify-run-json-unknown-option")
     def _(e):
         run = e.tmp / "fake-run"
-        _file(run, "run.json", json.dumps({"options": {"bogus_option": 1}}))
+        record = {
+            "method": "finetune",
+            "parent": {"path": "p.safetensors", "sha256": "0" * 64},
+            "split": {"kind": "degradation", "forget": [], "retain": [], "manifest": None},
+            "options": {"bogus_option": 1},
+        }
+        _file(run, "run.json", json.dumps(record))
         return ["verify", str(run)], [str(run / "run.json"), "bogus_option"], run
 
     @case("verify-not-a-run")

@@ -11,11 +11,11 @@ Example:
     True
 """
 
+from forgetir._version import __version__
 from forgetir.api import UnlearnResult, unlearn_model
 from forgetir.checkpoint import load_model, save_model
 from forgetir.models import create_model, list_models, register_model
 
-__version__ = "0.1.0"
 __all__ = [
     "UnlearnResult",
     "create_model",

@@ -367,7 +367,7 @@ def save_model(
 
 def _forgetir_version() -> str:
     try:
-        from forgetir import __version__
+        from forgetir._version import __version__
     except ImportError:  # pragma: no cover - partially initialised package
         return "unknown"
     return __version__

@@ -28,7 +28,7 @@ def software_versions() -> dict[str, str]:
         >>> "torch" in software_versions()
         True
     """
-    from forgetir import __version__  # at call time: the package root imports the models
+    from forgetir._version import __version__  # at call time: the package root imports the models
 
     return {
         "python": platform.python_version(),

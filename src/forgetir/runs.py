@@ -47,6 +47,7 @@ MODEL, SIDECAR, GRIDS = "model.safetensors", "model.json", "grids"
 TESTSET_FORMAT = "forgetir-testset"
 # Roles of the files a verdict rests on, in the order they are checked and named.
 ROLES = ("parent", "ut", "split", "model", "model_sidecar", "test_set")
+ROLE_NAMES = {"parent": "parent (BEFORE)", "ut": "UT", "model": "unlearned model"}
 
 
 def read_json(run_dir: Path, name: str) -> Any:
@@ -250,7 +251,8 @@ class RunFolder:
                     "ut": "pass --ut PATH to compare with another retrained model",
                 }.get(role, "the run folder changed after it was made")
                 raise IntegrityError(
-                    f"{role} file {path} changed since the run was made: SHA-256 {actual[:16]}… "
+                    f"{ROLE_NAMES.get(role, role)} file {path} changed since the run was made: "
+                    f"SHA-256 {actual[:16]}… "
                     f"but {self.file(RUN_JSON)} recorded {record.sha256[:16]}… (MISMATCH); {hint}"
                 )
             paths[role] = path

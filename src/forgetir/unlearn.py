@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +35,15 @@ import torch
 from torch import nn
 
 from forgetir.config import (
-    AT_LEAST_ONE,
-    NON_NEGATIVE,
-    POSITIVE,
     DataConfig,
     OptimConfig,
-    Range,
     TrainConfig,
     check_fields,
     from_dict,
     parse_override,
 )
 from forgetir.errors import InvalidInputError, RunExistsError
+from forgetir.options import UnlearnOptions, option_name
 from forgetir.provenance import software_versions, utc_now
 from forgetir.records import FileRecord, ModelMeta, RunRecord, SplitRecord
 from forgetir.runs import GRIDS, MODEL, QUALITY_JSON, RUN_JSON, SPLIT_JSON, VERIFY_JSON, RunFolder
@@ -64,55 +61,6 @@ from forgetir.verify import summarize, verify_model
 _split_test_sets = split_test_sets  # the former private name, for existing callers
 
 INPUT_ROW = "input"
-
-
-@dataclass
-class UnlearnOptions:
-    """Everything ``forgetir unlearn`` takes besides the checkpoint and the split.
-
-    :func:`check_options` validates them (ranges below, finite numbers, known names)."""
-
-    RANGES = {
-        "steps": AT_LEAST_ONE,
-        "batch_size": AT_LEAST_ONE,
-        "patch_size": Range(8),
-        "lr": POSITIVE,
-        "seed": NON_NEGATIVE,
-        "threads": AT_LEAST_ONE,
-        "guard_every": AT_LEAST_ONE,
-        "test_max_side": Range(16),
-        "relearn_steps": NON_NEGATIVE,
-        "ain_max_steps": NON_NEGATIVE,
-        "verify_eval_every": AT_LEAST_ONE,
-    }
-
-    method: str = "accurate-forgetting"
-    target: str = "collapse"  # collapse | retrain-like
-    hparams: dict[str, Any] = field(default_factory=dict)  # method hyperparameters
-    steps: int = 60
-    batch_size: int = 8
-    patch_size: int = 64
-    lr: float | None = None  # None: the method's published learning rate
-    seed: int = 0
-    threads: int | None = None
-    retain_budget: float | None = None  # dB a retained task may lose (held-out guard set)
-    forget_floor: float | None = None  # stop once forget PSNR (guard set) is at or below this
-    guard_every: int = 10
-    protocol: str = "promptir"
-    test_set: str = "photos"
-    test_max_side: int | None = 256
-    verify: bool = True
-    relearn_steps: int = 20
-    ain_max_steps: int = 100
-    verify_eval_every: int = 5
-    grids: bool = True
-    quiet: bool = False
-
-
-def option_name(field_name: str) -> str:
-    """The command-line option of an :class:`UnlearnOptions` field (``batch_size`` ->
-    ``--batch-size``), as error messages name it."""
-    return "--" + field_name.replace("_", "-")
 
 
 def check_options(opts: UnlearnOptions) -> UnlearnOptions:
@@ -134,18 +82,6 @@ def check_options(opts: UnlearnOptions) -> UnlearnOptions:
     method.check_target(opts.target)
     method.parse_config(opts.hparams)
     return opts
-
-
-def options_from_dict(data: Any, where: str) -> UnlearnOptions:
-    """The :class:`UnlearnOptions` a run recorded (``run.json``'s ``options``), checked: an
-    unknown key or a value out of range is an error naming ``where``."""
-    from forgetir.config import ConfigError
-    from forgetir.errors import InputFileError
-
-    try:
-        return from_dict(UnlearnOptions, data, "options.")
-    except ConfigError as e:
-        raise InputFileError(f"{where}: {e}") from None
 
 
 def _guard_sets(tasks: list[str], seed: int) -> dict[str, Any]:
@@ -323,7 +259,7 @@ def run_unlearn(
     """Unlearn ``forget`` (tasks) or a split manifest from ``checkpoint``; return run.json.
 
     ``checkpoint`` (and ``ut``) may also be a live ``nn.Module`` or ``"fresh:MODEL"``: it is
-    saved into the run folder first (see :func:`forgetir.api.prepare_checkpoint`; ``data``
+    saved into the run folder first (see :func:`forgetir.fresh.prepare_checkpoint`; ``data``
     names the data such a model is said to know).
 
     Everything is checked before any work (options, the split's source, checkpoints named,
@@ -392,7 +328,6 @@ def _unlearn(
     data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run of :func:`run_unlearn`, written into ``work``; paths recorded name ``out``."""
-    from forgetir.api import prepare_checkpoint
     from forgetir.checkpoint import save_model, sha256_file
     from forgetir.data.splits import build_split_datasets, manifest_sha256
     from forgetir.engine import Engine
@@ -403,6 +338,7 @@ def _unlearn(
         format_table,
         write_results,
     )
+    from forgetir.fresh import prepare_checkpoint
     from forgetir.methods import create_method
 
     # A live nn.Module (forgetir.unlearn_model) or "fresh:MODEL" becomes a checkpoint in the run.

@@ -46,6 +46,7 @@ from forgetir.data.splits import build_split_datasets, load_manifest
 from forgetir.errors import InputFileError, InvalidInputError
 from forgetir.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
 from forgetir.metrics import describe_protocol
+from forgetir.options import options_from_dict
 from forgetir.provenance import utc_now
 from forgetir.records import FileRecord, ModelMeta, RunRecord, VerificationRecord, json_safe
 from forgetir.runs import MODEL, RUN_JSON, VERIFY_JSON, RunFolder
@@ -330,12 +331,13 @@ def verify_folder(
     stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore UT reference
     logs and fine-tune UT's copy again.
     """
-    for name, value in (("relearn steps", relearn_steps), ("ain max steps", ain_max_steps)):
-        if value is not None and value < 0:
-            raise InvalidInputError(f"verify: {name} must be >= 0, got {value}")
+    for option, value in (("--relearn-steps", relearn_steps), ("--ain-max-steps", ain_max_steps)):
+        if value is not None and value < 0:  # refused before any work
+            raise InvalidInputError(f"{option}={value} is out of range; valid: >= 0")
     folder = RunFolder(run_dir)
     folder.require()
     run = folder.read_run()
+    options_from_dict(run.options, str(folder.file(RUN_JSON)))  # unknown or bad keys refused
     legacy = not run.files  # made before run.json recorded the run's own files
     require = () if legacy else ("split", "model", "model_sidecar", "test_set")
     log(f"{folder.path}: re-hashing every recorded file (SHA-256 checked)")
