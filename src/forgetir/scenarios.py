@@ -109,6 +109,14 @@ def _metrics_by_group(scores: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return {g: attack_metrics(scores[g], scores["nonmembers"]) for g in ("forgotten", "kept")}
 
 
+def _split(values: np.ndarray, sizes: Mapping[str, int]) -> dict[str, np.ndarray]:
+    out, start = {}, 0
+    for g in GROUPS:
+        out[g] = values[start : start + sizes[g]]
+        start += sizes[g]
+    return out
+
+
 def attack_from_psnr(
     target: Mapping[str, Any], references: Mapping[str, Any], shadows_out: Any = None
 ) -> dict[str, Any]:
@@ -117,24 +125,31 @@ def attack_from_psnr(
     ``target[group]`` (N_group,): the model's per-image PSNR; ``references[group]`` (K, N_group):
     K reference models that never saw any candidate (their mean calibrates each image);
     ``shadows_out`` (same shape, K >= 2) adds offline LiRA, or None (then the references are
-    used when K >= 2).
+    used when K >= 2). Scores are computed over all candidates at once, so LiRA's pooled
+    variance is one for every group.
     """
     t = {g: np.asarray(target[g], dtype=np.float64) for g in GROUPS}
-    ref = {g: np.atleast_2d(np.asarray(references[g], dtype=np.float64)) for g in GROUPS}
+    sizes = {g: len(t[g]) for g in GROUPS}
+    cat_t = np.concatenate([t[g] for g in GROUPS])
+
+    def stacked(by_group: Mapping[str, Any]) -> np.ndarray:
+        return np.concatenate([np.atleast_2d(np.asarray(by_group[g], float)) for g in GROUPS], 1)
+
     out: dict[str, Any] = {
-        "n": {g: int(len(t[g])) for g in GROUPS},
+        "n": sizes,
         "psnr": {g: float(t[g].mean()) for g in GROUPS},
-        "psnr_sd": {g: float(t[g].std(ddof=1)) if len(t[g]) > 1 else 0.0 for g in GROUPS},
+        "psnr_sd": {g: float(t[g].std(ddof=1)) if sizes[g] > 1 else 0.0 for g in GROUPS},
         "advantage_db": {
             g: float(t[g].mean() - t["nonmembers"].mean()) for g in ("forgotten", "kept")
         },
+        "psnr_images": {g: t[g].tolist() for g in GROUPS},
     }
-    out["calibrated"] = _metrics_by_group({g: calibrated_scores(t[g], ref[g]) for g in GROUPS})
-    shadows = ref if shadows_out is None else shadows_out
-    k = min(np.atleast_2d(np.asarray(shadows[g])).shape[0] for g in GROUPS)
-    if k >= 2:
-        lira = {g: lira_offline_scores(t[g], np.atleast_2d(shadows[g])) for g in GROUPS}
-        out["lira_offline"] = {**_metrics_by_group(lira), "shadows_out": int(k)}
+    calibrated = _split(calibrated_scores(cat_t, stacked(references)), sizes)
+    out["calibrated"] = _metrics_by_group(calibrated)
+    shadows = stacked(references if shadows_out is None else shadows_out)
+    if shadows.shape[0] >= 2:
+        lira = _split(lira_offline_scores(cat_t, shadows), sizes)
+        out["lira_offline"] = {**_metrics_by_group(lira), "shadows_out": int(shadows.shape[0])}
     return out
 
 
