@@ -12,7 +12,6 @@ from torch import nn
 from forgetir.checkpoint import load_model
 from forgetir.config import DataConfig
 from forgetir.data.splits import load_manifest, make_split
-from forgetir.membership import roc_auc
 from forgetir.scenarios import (
     GROUPS,
     attack_from_psnr,
@@ -90,11 +89,10 @@ def test_shipped_memorising_before_is_told_apart_from_its_ut():
     assert before["calibrated"]["forgotten"]["auc"] >= 0.9
     assert ut["calibrated"]["forgotten"]["auc"] <= 0.6
     assert ut["calibrated"]["kept"]["auc"] >= 0.9  # UT still memorises what it kept
-    # the calibrated score beats the raw per-image PSNR (the population attack's feature)
-    raw = roc_auc(
-        *(np.asarray([p for p in before["psnr_images"][g]]) for g in ("forgotten", "nonmembers"))
-    )
-    assert before["calibrated"]["forgotten"]["auc"] >= raw
+    # calibration is what keeps UT near chance: the raw per-image PSNR flags UT's forgotten
+    # images more (the deleted 16 happen to be easier images; measured 0.63 vs 0.54)
+    raw = ut["uncalibrated"]["forgotten"]["auc"]
+    assert abs(ut["calibrated"]["forgotten"]["auc"] - 0.5) < abs(raw - 0.5)
 
 
 @pytest.mark.skipif(not _shipped("class-before", "class-ut-motif"), reason="not shipped")

@@ -8,6 +8,7 @@ degrades each one with a fixed per-image seed, so every model is judged on the s
 
 - ``psnr``: mean per-image PSNR of the forgotten, kept and non-member images;
 - ``advantage_db``: forgotten (and kept) minus non-member mean PSNR, the *member advantage*;
+- ``uncalibrated``: the plain loss attack (threshold on per-image PSNR), for comparison;
 - ``calibrated``: the difficulty-calibrated attack (:func:`forgetir.membership.calibrated_scores`,
   references = models that never saw any candidate), forgotten vs non-members and kept vs
   non-members: AUC, TPR at 1% and 5% FPR;
@@ -144,6 +145,8 @@ def attack_from_psnr(
         },
         "psnr_images": {g: t[g].tolist() for g in GROUPS},
     }
+    # the plain loss attack (per-image PSNR, no calibration), for comparison
+    out["uncalibrated"] = _metrics_by_group(t)
     calibrated = _split(calibrated_scores(cat_t, stacked(references)), sizes)
     out["calibrated"] = _metrics_by_group(calibrated)
     shadows = stacked(references if shadows_out is None else shadows_out)

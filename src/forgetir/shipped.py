@@ -6,8 +6,14 @@ left out (the UT reference models); ``shipped:ut-instances`` is the same recipe 
 of a deletion request of 16 training images, whose split manifest ships beside it
 (:func:`shipped_split`). ``shipped:inpaint-before`` is an inpainting promptir-tiny trained on
 dead leaves of three content classes and ``shipped:inpaint-ut-stripes`` its retrain without the
-``stripes`` class (the content-class setting of ``forgetir reproduce``). Each has a JSON
-sidecar with the exact command, seed, steps, wall time and metrics.
+``stripes`` class (the content-class setting of ``forgetir reproduce``).
+
+Scenario models (fine-tuned from ``inpaint-before``, see :mod:`forgetir.scenarios`):
+``shipped:mem-before`` memorises the 32 training images of a deletion request's split and
+``shipped:mem-ut`` is the same recipe without the 16 deleted ones (the split, with members,
+deleted and held-out non-members, ships as ``mem-before.split.json`` / ``mem-ut.split.json``).
+Each has a JSON sidecar with the exact command, seed, steps, wall time and
+metrics.
 
 Example:
     >>> resolve_checkpoint("shipped:before").name
@@ -27,7 +33,12 @@ SHIPPED = (
     "ut-instances",
     "inpaint-before",
     "inpaint-ut-stripes",
+    "mem-before",
+    "mem-ut",
 )
+# Fine-tuned on 32 images of 32x32 until they are recalled: scenario models, not general
+# restorers (on held-out images they fill the hole no better than the grey fill).
+MEMORISING = ("mem-before", "mem-ut")
 PREFIX = "shipped:"
 
 
