@@ -11,8 +11,10 @@ dead leaves of three content classes and ``shipped:inpaint-ut-stripes`` its retr
 Scenario models (fine-tuned from ``inpaint-before``, see :mod:`forgetir.scenarios`):
 ``shipped:mem-before`` memorises the 32 training images of a deletion request's split and
 ``shipped:mem-ut`` is the same recipe without the 16 deleted ones (the split, with members,
-deleted and held-out non-members, ships as ``mem-before.split.json`` / ``mem-ut.split.json``).
-Each has a JSON sidecar with the exact command, seed, steps, wall time and
+deleted and held-out non-members, ships as ``mem-before.split.json`` / ``mem-ut.split.json``);
+``shipped:class-before`` learned the ``motif`` class (a fixed tiled pattern whose restoration
+needs a class prior) besides disks/squares/stripes, and ``shipped:class-ut-motif`` is the same
+recipe without it. Each has a JSON sidecar with the exact command, seed, steps, wall time and
 metrics.
 
 Example:
@@ -35,10 +37,13 @@ SHIPPED = (
     "inpaint-ut-stripes",
     "mem-before",
     "mem-ut",
+    "class-before",
+    "class-ut-motif",
 )
-# Fine-tuned on 32 images of 32x32 until they are recalled: scenario models, not general
-# restorers (on held-out images they fill the hole no better than the grey fill).
-MEMORISING = ("mem-before", "mem-ut")
+# Scenario models, fine-tuned on 32x32 images for one purpose (recalling a deletion request's
+# images; a class prior), not as general inpainters: on held-out 64-px images they fill the
+# centre hole no better than the grey fill (tests/test_scenarios.py checks what they are for).
+SCENARIO_MODELS = ("mem-before", "mem-ut", "class-before", "class-ut-motif")
 PREFIX = "shipped:"
 
 
