@@ -3,6 +3,11 @@
 Usage:
     python scripts/ship_models.py before=runs/ship/before ut-dehaze=runs/ship/ut-dehaze ...
     python scripts/ship_models.py --remeasure [NAME ...]   # sidecar metrics of shipped models
+    python scripts/ship_models.py mem-before=runs/mem-before@runs/mem-split.json ...
+
+``NAME=RUN@SPLIT`` ships a scenario model with the split manifest that defines its scenario
+(e.g. the members / deleted / non-members of the deletion request a memorising BEFORE was
+fine-tuned on) as ``NAME.split.json``, recorded in the sidecar as ``scenario_split``.
 
 Each shipped model keeps its training sidecar (exact command, seed, steps, wall time, config,
 training-pool hash) and gets its metrics re-measured on the fp16 weights it actually ships, at
@@ -43,7 +48,16 @@ def measure(model: torch.nn.Module, metrics: dict) -> dict:
     return out
 
 
-def ship(name: str, run_dir: Path) -> Path:
+def _scenario_split(name: str, path: Path) -> dict:
+    """Copy a scenario's split manifest beside the weights; its record for the sidecar."""
+    dst = WEIGHTS_DIR / f"{name}.split.json"
+    shutil.copyfile(path, dst)
+    manifest = json.loads(dst.read_text())
+    counts = {p: manifest[p]["count"] for p in ("forget", "retain", "test") if p in manifest}
+    return {"file": dst.name, "sha256": sha256_file(dst), "kind": manifest["kind"], **counts}
+
+
+def ship(name: str, run_dir: Path, scenario_split: Path | None = None) -> Path:
     if name not in SHIPPED:
         raise SystemExit(f"unknown shipped name {name!r}; valid: {', '.join(SHIPPED)}")
     src = run_dir / "model.safetensors"
@@ -67,6 +81,8 @@ def ship(name: str, run_dir: Path) -> Path:
             "sha256": sha256_file(split_dst),
             "part": meta["config"]["data"]["part"],
         }
+    if scenario_split is not None:
+        extra["scenario_split"] = _scenario_split(name, scenario_split)
     extra["converted_from"] = {"weights": src.name, "sha256": meta["sha256"], "dtype": "float32"}
     extra["metrics_fp32"] = meta["metrics"]
     save_model(
@@ -99,4 +115,5 @@ if __name__ == "__main__":
         sys.exit(0)
     for arg in sys.argv[1:]:
         name, _, path = arg.partition("=")
-        ship(name, Path(path))
+        run, _, split_path = path.partition("@")
+        ship(name, Path(run), Path(split_path) if split_path else None)

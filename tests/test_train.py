@@ -103,3 +103,13 @@ def test_exclude_errors_name_the_task(tmp_path):
     with pytest.raises(ValueError, match="removes every task"):
         run_train(cfg, tmp_path / "x", quiet=True)
     assert not (tmp_path / "x").exists()
+
+
+def test_build_model_fine_tunes_a_shipped_model():
+    from forgetir.config import RunConfig
+    from forgetir.train import build_model
+
+    cfg = RunConfig()
+    cfg.model.checkpoint = "shipped:inpaint-before"
+    model = build_model(cfg)
+    assert model.training and model.forgetir_spec["name"] == "promptir-tiny"

@@ -51,6 +51,9 @@ class DataConfig:
     pool_size: int = 1024  # number of dead-leaves training images (a fixed, enumerable pool)
     pool_seed: int = 0
     image_size: int = 128  # side of each dead-leaves training image
+    # the official 7 flip/rotation ops; false: every image is seen as it is (the memorisation
+    # scenario, where a deletion request's exact images are what the model must not recall)
+    augment: bool = True
     content_classes: list[str] | None = None
     workers: int = 0
     test_set: str = "photos"  # photos | deadleaves | promptir

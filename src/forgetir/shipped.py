@@ -6,8 +6,16 @@ left out (the UT reference models); ``shipped:ut-instances`` is the same recipe 
 of a deletion request of 16 training images, whose split manifest ships beside it
 (:func:`shipped_split`). ``shipped:inpaint-before`` is an inpainting promptir-tiny trained on
 dead leaves of three content classes and ``shipped:inpaint-ut-stripes`` its retrain without the
-``stripes`` class (the content-class setting of ``forgetir reproduce``). Each has a JSON
-sidecar with the exact command, seed, steps, wall time and metrics.
+``stripes`` class (the content-class setting of ``forgetir reproduce``).
+
+Scenario models (fine-tuned from ``inpaint-before``, see :mod:`forgetir.scenarios`):
+``shipped:mem-before`` memorises the 32 training images of a deletion request's split and
+``shipped:mem-ut`` is the same recipe without the 16 deleted ones (the split, with members,
+deleted and held-out non-members, ships as ``mem-before.split.json`` / ``mem-ut.split.json``);
+``shipped:class-before`` learned the ``motif`` class (a fixed tiled pattern whose restoration
+needs a class prior) besides disks/squares/stripes, and ``shipped:class-ut-motif`` is the same
+recipe without it. Each has a JSON sidecar with the exact command, seed, steps, wall time and
+metrics.
 
 Example:
     >>> resolve_checkpoint("shipped:before").name
@@ -29,7 +37,15 @@ SHIPPED = (
     "ut-instances",
     "inpaint-before",
     "inpaint-ut-stripes",
+    "mem-before",
+    "mem-ut",
+    "class-before",
+    "class-ut-motif",
 )
+# Scenario models, fine-tuned on 32x32 images for one purpose (recalling a deletion request's
+# images; a class prior), not as general inpainters: on held-out 64-px images they fill the
+# centre hole no better than the grey fill (tests/test_scenarios.py checks what they are for).
+SCENARIO_MODELS = ("mem-before", "mem-ut", "class-before", "class-ut-motif")
 PREFIX = "shipped:"
 
 

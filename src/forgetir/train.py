@@ -57,9 +57,11 @@ def build_model(cfg: RunConfig) -> nn.Module:
     """
     from forgetir.checkpoint import TORCH_SUFFIXES, load_model
     from forgetir.models import create_model
+    from forgetir.shipped import resolve_checkpoint
 
     if cfg.model.checkpoint:
-        path = Path(cfg.model.checkpoint)
+        # "shipped:NAME" fine-tunes a packaged model (the scenario models' recorded recipes)
+        path = resolve_checkpoint(cfg.model.checkpoint)
         arch = cfg.model.name if path.suffix in TORCH_SUFFIXES else None
         return load_model(path, arch=arch, **cfg.model.args).train()
     try:

@@ -167,3 +167,16 @@ def test_paired_pipeline_reports_size_mismatch(tmp_path):
         ds[0]
     with pytest.raises(ValueError, match="no clean images for the synthetic task"):
         TaskPatchDataset(None, ["dehaze", "denoise_15"], 16, 0, paired={"dehaze": pairs})
+
+
+def test_augment_false_keeps_the_image_as_it_is_and_every_other_draw():
+    from forgetir.data.pool import DeadLeavesPool
+
+    pool = DeadLeavesPool(3, 32, seed=0)
+    on = TaskPatchDataset(pool, ["denoise_25"], 32, seed=4)
+    off = TaskPatchDataset(pool, ["denoise_25"], 32, seed=4, augment=False)
+    for i in range(6):
+        a, b = on[i], off[i]
+        assert a["image"] == b["image"]
+        assert torch.equal(b["clean"], pool[pool.index_of(b["image"])])
+        assert not torch.equal(a["clean"], b["clean"])  # ops 1..7 never leave it unchanged

@@ -12,7 +12,9 @@ split by content class exists:
 
 - ``disks``: the classic model, flat-coloured disks;
 - ``squares``: flat-coloured squares, half axis-aligned and half rotated;
-- ``stripes``: disks filled with sinusoidal stripes or a linear gradient between two colours.
+- ``stripes``: disks filled with sinusoidal stripes or a linear gradient between two colours;
+- ``motif`` (:data:`PRIOR_CLASSES`, never a default): disks showing one fixed 8x8 motif tiled
+  on the pixel grid (:mod:`forgetir.data.textures`), whose restoration needs a class prior.
 
 Colours come from :data:`PALETTE`, pixels of natural photographs shipped with scikit-image that
 are *not* test photos (retina, immunohistochemistry, hubble_deep_field in colour; camera, coins,
@@ -48,17 +50,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from forgetir.data.textures import motif_fill, stripes_fill
 from forgetir.errors import InvalidInputError
 from forgetir.threads import single_thread
 
+# The default classes (class splits without an explicit list use these) ...
 CONTENT_CLASSES: tuple[str, ...] = ("disks", "squares", "stripes")
+# ... and classes whose restoration needs a class prior (the content-class scenario's).
+PRIOR_CLASSES: tuple[str, ...] = ("motif",)
+KNOWN_CLASSES: tuple[str, ...] = CONTENT_CLASSES + PRIOR_CLASSES
 # Smallest leaf radius (half-side for squares), in output pixels.
 RMIN: float = 2.0
 SUPERSAMPLE: int = 2
 # Stop drawing leaves once fewer than this share of super-sampled pixels is uncovered.
 UNCOVERED_TOL: float = 1e-3
-# Stripe periods (output pixels) of the "stripes" class.
-STRIPE_PERIOD: tuple[float, float] = (3.0, 24.0)
 TEST_POOL_SEED: int = 0
 
 _NAMESPACES = ("train", "test")
@@ -181,9 +186,9 @@ class DeadLeaves:
 def _check_class(content_class: str | None) -> str:
     if content_class is None:
         return "disks"
-    if content_class not in CONTENT_CLASSES:
+    if content_class not in KNOWN_CLASSES:
         raise InvalidInputError(
-            f"unknown content_class {content_class!r}; valid choices: {', '.join(CONTENT_CLASSES)}"
+            f"unknown content_class {content_class!r}; valid choices: {', '.join(KNOWN_CLASSES)}"
         )
     return content_class
 
@@ -303,7 +308,9 @@ def render_dead_leaves(
     colours = PALETTE[colour_idx]  # (n_leaves, 2, 3): 2nd colour used by "stripes" only
     colours = torch.gather(colours, 2, perm.unsqueeze(1).expand(-1, 2, -1))
     if cls == "stripes":
-        pix = _stripes(front, side, ss, colours, torch.cat(centres), torch.cat(radii), gen)
+        pix = stripes_fill(front, side, ss, colours, torch.cat(centres), torch.cat(radii), gen)
+    elif cls == "motif":
+        pix = motif_fill(front, side, ss, colours)
     else:
         pix = colours[:, 0].index_select(0, front)
     hi_res = pix.view(side, side, 3).permute(2, 0, 1)
@@ -318,51 +325,6 @@ def render_dead_leaves(
         angles=torch.cat(angles) if angles else None,
         n_leaves=n_leaves,
     )
-
-
-def _stripes(
-    front: Tensor,
-    side: int,
-    ss: int,
-    colours: Tensor,
-    centres: Tensor,
-    radii: Tensor,
-    gen: torch.Generator,
-) -> Tensor:
-    """Per-pixel colours of the ``stripes`` class: each leaf a grating or a linear gradient."""
-    n_leaves = colours.shape[0]
-    phi = torch.rand(n_leaves, generator=gen) * math.pi
-    period = torch.empty(n_leaves).uniform_(*STRIPE_PERIOD, generator=gen)
-    phase = torch.rand(n_leaves, generator=gen) * (2 * math.pi)
-    is_grating = torch.rand(n_leaves, generator=gen) < 0.5
-    # the last (background) leaf has no centre or radius: centre it, give it the image size
-    cxy = torch.cat([centres, torch.full((1, 2), side / (2 * ss))]) * ss
-    rad = torch.cat([radii, torch.tensor([side / ss])]) * ss
-    # one gather of every per-leaf quantity the pixels need
-    table = torch.stack(
-        [
-            cxy[:, 0],
-            cxy[:, 1],
-            phi.cos(),
-            phi.sin(),
-            2 * math.pi / (period * ss),
-            phase,
-            0.5 / rad,
-            is_grating.float(),
-        ],
-        dim=1,
-    ).index_select(0, front)
-    cx, cy, cos, sin, freq, ph, inv_d, grating_leaf = table.unbind(1)
-    coords = torch.arange(side, dtype=torch.float32) + 0.5
-    px = coords.repeat(side)
-    py = coords.repeat_interleave(side)
-    t = (px - cx) * cos + (py - cy) * sin
-    grating = (0.5 + 1.5 * torch.sin(t * freq + ph)).clamp(0, 1)
-    ramp = (0.5 + t * inv_d).clamp(0, 1)
-    wgt = torch.where(grating_leaf > 0, grating, ramp).unsqueeze(1)
-    c0 = colours[:, 0].index_select(0, front)
-    c1 = colours[:, 1].index_select(0, front)
-    return c0 + wgt * (c1 - c0)
 
 
 def dead_leaves(seed: int, size: int = 128, content_class: str | None = None) -> Tensor:

@@ -8,7 +8,7 @@
 3. the image is centre-cropped to a multiple of 16 (the official ``crop_img``), then a random
    ``patch_size`` crop is taken;
 4. one of the official 7 flip/rotation ops is applied (PromptIR's ``random_augmentation`` draws
-   ``randint(1, 7)``: the identity, op 0, is never used);
+   ``randint(1, 7)``: the identity, op 0, is never used), unless ``augment=False``;
 5. synthetic tasks degrade the augmented clean *patch* with the same generator; real paired
    tasks crop and augment the stored degraded image together with its clean one.
 
@@ -198,6 +198,7 @@ class TaskPatchDataset(Dataset):
         seed: int,
         paired: Mapping[str, PairedImages] | None = None,
         crop_multiple: int = 16,
+        augment: bool = True,
     ) -> None:
         self.tasks = resolve_tasks(list(tasks))
         if not self.tasks:
@@ -222,6 +223,7 @@ class TaskPatchDataset(Dataset):
         self.patch_size = int(patch_size)
         self.seed = int(seed)
         self.crop_multiple = int(crop_multiple)
+        self.augment = bool(augment)
 
     def __len__(self) -> int:
         sizes = [len(p) for p in self.paired.values()]
@@ -240,7 +242,9 @@ class TaskPatchDataset(Dataset):
         images = [_crop_to_multiple(x, self.crop_multiple, p) for x in images]
         h, w = images[0].shape[-2:]
         top, left = _randint(h - p + 1, g), _randint(w - p + 1, g)
-        op = 1 + _randint(7, g)
+        op = 1 + _randint(7, g)  # drawn either way, so augment=False keeps every other draw
+        if not self.augment:
+            return [x[:, top : top + p, left : left + p] for x in images]
         return [augment(x[:, top : top + p, left : left + p], op) for x in images]
 
     @single_thread()  # per-item work is on tiny tensors: threads only add overhead
@@ -445,7 +449,7 @@ def build_train_dataset(cfg: DataConfig, seed: int) -> TaskPatchDataset:
     if cfg.split:
         return _split_part(cfg, seed)
     clean, pairs = build_sources(cfg, tasks)
-    return TaskPatchDataset(clean, tasks, cfg.patch_size, seed, paired=pairs)
+    return TaskPatchDataset(clean, tasks, cfg.patch_size, seed, paired=pairs, augment=cfg.augment)
 
 
 # Fields of the data config that decide which images exist: a split's must equal the run's.
@@ -475,4 +479,6 @@ def _split_part(cfg: DataConfig, seed: int) -> TaskPatchDataset:
             f"data.split={cfg.split} is a degradation split: train without those tasks with "
             "data.exclude (--exclude) instead"
         )
-    return build_split_datasets(manifest, cfg.patch_size, seed=seed)[cfg.part]
+    dataset = build_split_datasets(manifest, cfg.patch_size, seed=seed)[cfg.part]
+    dataset.augment = cfg.augment  # a training choice of the run, not part of the split
+    return dataset

@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from forgetir.data.deadleaves import CONTENT_CLASSES, dead_leaves, image_seed
+from forgetir.data.deadleaves import KNOWN_CLASSES, dead_leaves, image_seed
 from forgetir.data.io import tensor_sha256
 from forgetir.errors import InvalidInputError
 
@@ -113,11 +113,11 @@ class DeadLeavesPool:
         pool_id(0, namespace)  # validates the namespace
         classes = list(content_classes) if content_classes else None
         if classes is not None:
-            unknown = [c for c in classes if c not in CONTENT_CLASSES]
+            unknown = [c for c in classes if c not in KNOWN_CLASSES]
             if unknown:
                 raise InvalidInputError(
                     f"unknown dead-leaves content class(es) {', '.join(map(repr, unknown))}; "
-                    f"valid choices: {', '.join(CONTENT_CLASSES)}"
+                    f"valid choices: {', '.join(KNOWN_CLASSES)}"
                 )
             if len(set(classes)) != len(classes):
                 raise InvalidInputError(f"content classes repeated: {classes}")

@@ -91,6 +91,17 @@ class RestorationModel(nn.Module):
         xp, _, _ = self._pad(x)
         return self._encode(xp)
 
+    def encode_features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every encoder feature the decoder reads, bottleneck last (skip connections first).
+
+        A model whose decoder reads the bottleneck only returns ``(encode(x),)``.
+        """
+        xp, _, _ = self._pad(x)
+        return self._encode_features(xp)
+
+    def _encode_features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (self._encode(x),)
+
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters that ``encode`` depends on (the rest form the decoder)."""
         raise NotImplementedError
@@ -129,6 +140,10 @@ class RestormerModel(RestorationModel):
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return self._encoder(x)[3]
+
+    def _encode_features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # the decoder concatenates enc1..enc3 (skip connections) with the upsampled bottleneck
+        return self._encoder(x)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for name in self.ENCODER for p in getattr(self, name).parameters()]
