@@ -23,7 +23,7 @@ import argparse
 import copy
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,9 @@ class UnlearnOptions:
     verify_eval_every: int = 5
     grids: bool = True
     quiet: bool = False
+    # None: BEFORE's training data. "deadleaves" or a folder of images: data-free mode, every
+    # task synthesised on these clean images (see clean_source_images).
+    clean_source: str | None = None
 
 
 def load_eval_model(spec: str | Path, arch: str | None = None) -> nn.Module:
@@ -89,6 +92,28 @@ def parent_data_config(model: nn.Module) -> DataConfig:
     if data:
         return from_dict(DataConfig, data, "data.")
     return load_config("cpu").data
+
+
+def clean_source_images(source: str, data: DataConfig, seed: int = 0) -> Any:
+    """Clean images for unlearning without the training data (``--clean-source``).
+
+    ``"deadleaves"``: a fresh dead-leaves pool (``data.pool_size`` images, pool seed
+    ``data.pool_seed + 1_000_003 + seed``, so never the pool BEFORE was trained on); anything
+    else: a folder of the user's images. Every task is then synthesised on these images.
+
+    Example:
+        >>> clean_source_images("deadleaves", DataConfig(pool_size=2, image_size=32)).ids
+        ['dl-000000', 'dl-000001']
+    """
+    from forgetir.data.folders import image_folder
+    from forgetir.data.pool import DeadLeavesPool
+
+    if source == "deadleaves":
+        pool_seed = data.pool_seed + 1_000_003 + seed
+        return DeadLeavesPool(data.pool_size, data.image_size, pool_seed, data.content_classes)
+    if not Path(source).is_dir():
+        raise ValueError(f"--clean-source {source!r}: not 'deadleaves' and not a folder of images")
+    return image_folder(source)
 
 
 def _guard_sets(tasks: list[str], seed: int) -> dict[str, Any]:
@@ -296,7 +321,10 @@ def run_unlearn(
         forget = resolve_tasks(forget)
     manifest, split_path = _split(parent_data, forget, split, out)
     forget_tasks, retain_tasks = _tasks_of(manifest)
-    datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed)
+    sources = None
+    if opts.clean_source is not None:
+        sources = (clean_source_images(opts.clean_source, parent_data, opts.seed), {})
+    datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed, sources=sources)
 
     if ut is None and forget_tasks:
         ut = ut_name_for(forget_tasks) if str(checkpoint) == "shipped:before" else None
@@ -431,6 +459,27 @@ def run_unlearn(
     return run
 
 
+def run_unlearn_seeds(
+    checkpoint: str | Path, out_dir: str | Path, opts: UnlearnOptions, seeds: int, **kwargs: Any
+) -> dict[str, Any]:
+    """:func:`run_unlearn` at seeds ``opts.seed, opts.seed + 1, ...`` (``seed-<s>/`` run folders
+    under ``out_dir``), then ``seeds.json``/``seeds.md`` there: every figure as mean ± sd."""
+    from forgetir.seeds import SEED_DIR, format_summary, write_seed_summary
+
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    out = Path(out_dir)
+    folders = []
+    for s in range(opts.seed, opts.seed + seeds):
+        folder = out / SEED_DIR.format(seed=s)
+        run_unlearn(checkpoint, folder, replace(opts, seed=s), **kwargs)
+        folders.append(folder)
+    summary = write_seed_summary(out, folders)
+    if not opts.quiet:
+        print(format_summary(summary))
+    return summary
+
+
 # ------------------------------------------------------------------------------ command line
 
 
@@ -460,6 +509,15 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retain-budget", type=float, help="max dB a retained task may lose")
     parser.add_argument("--forget-floor", type=float, help="stop at this forget PSNR (dB)")
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="run N seeds (seed-<s>/ folders) and report mean ± sd"
+    )
+    parser.add_argument(
+        "--clean-source",
+        metavar="deadleaves|FOLDER",
+        help="data-free mode: synthesise forget/retain data on these clean images instead of "
+        "the checkpoint's training data",
+    )
     parser.add_argument("--out", help="run folder (default: runs/unlearn-<method>-<tasks>)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
@@ -483,17 +541,19 @@ def unlearn_command(args: argparse.Namespace) -> int:
         forget_floor=args.forget_floor,
         verify=not args.no_verify,
         quiet=args.quiet,
+        clean_source=args.clean_source,
     )
     what = "-".join(args.forget or [Path(args.split or "split").stem])
     out = args.out or f"runs/unlearn-{args.method}-{what}"
-    run_unlearn(
-        args.checkpoint,
-        out,
-        opts,
-        forget=args.forget,
-        split=args.split,
-        ut=args.ut,
-        arch=args.arch,
-        command=" ".join(["forgetir", *sys.argv[1:]]),
-    )
+    kwargs = {
+        "forget": args.forget,
+        "split": args.split,
+        "ut": args.ut,
+        "arch": args.arch,
+        "command": " ".join(["forgetir", *sys.argv[1:]]),
+    }
+    if args.seeds == 1:
+        run_unlearn(args.checkpoint, out, opts, **kwargs)
+    else:
+        run_unlearn_seeds(args.checkpoint, out, opts, args.seeds, **kwargs)
     return 0
