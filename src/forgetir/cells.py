@@ -64,7 +64,8 @@ class CellOptions:
     test_max_side: int = 128
     deadleaves_n: int = 8
     deadleaves_size: int = 64
-    ain_max_steps: int = 40
+    relearn_steps: int = 20  # relearning attack: forget PSNR regained in this many steps
+    ain_max_steps: int = 0  # > 0: also the anamnesis index, up to this many steps
     ain_eval_every: int = 4
     relearn_patches: int = 4
     ain_eval: str = "deadleaves"  # the set the relearning attack is scored on ("val" to tune)
@@ -243,17 +244,42 @@ def replace_opts(opts: CellOptions, **changes: Any) -> CellOptions:
     return CellOptions(**{**asdict(opts), **changes})
 
 
-def relearn_steps(model: nn.Module, forget_type: str, opts: CellOptions) -> int | None:
-    """Adam steps (lr 2e-4, full batch on the relearning patches, L1) until the forget L1 on the
-    dead-leaves test set is at most 1.05 x BEFORE's; None if not within ``ain_max_steps``."""
-    from forgetir.verify import relearn
-
+def _attack_pairs(forget_type: str, opts: CellOptions) -> list[tuple[torch.Tensor, ...]]:
     sets = eval_sets(opts.ain_eval, opts)
-    pairs = [
+    return [
         (x, y)
         for t in FORGET_TYPES[forget_type]
         for x, y in zip(sets[t].degraded, sets[t].clean, strict=True)
     ]
+
+
+def relearn_gain(model: nn.Module, forget_type: str, opts: CellOptions) -> float:
+    """Forget PSNR (dB, on ``opts.ain_eval``) regained by ``opts.relearn_steps`` Adam steps
+    (lr 2e-4, full batch on the relearning patches, L1): the relearning attack."""
+    from forgetir.verify import relearn
+
+    run = relearn(
+        model,
+        _relearn_samples(forget_type, opts),
+        steps=opts.relearn_steps,
+        eval_set=_attack_pairs(forget_type, opts),
+        eval_every=max(opts.relearn_steps, 1),
+    )
+    return float(run["recovered_db"])
+
+
+@functools.lru_cache(maxsize=8)
+def _ut_relearn_gain(spec: str, forget_type: str, key: tuple) -> float:
+    opts = CellOptions(**dict(zip(_RELEARN_KEYS, key, strict=True)))
+    return relearn_gain(_model(spec), forget_type, opts)
+
+
+def relearn_steps(model: nn.Module, forget_type: str, opts: CellOptions) -> int | None:
+    """Adam steps (lr 2e-4, full batch on the relearning patches, L1) until the forget L1 on
+    ``opts.ain_eval`` is at most 1.05 x BEFORE's; None if not within ``ain_max_steps``."""
+    from forgetir.verify import relearn
+
+    pairs = _attack_pairs(forget_type, opts)
     before_l1 = sum(
         float((o.clamp(0, 1) - y).abs().mean())
         for o, (_, y) in zip(
@@ -326,6 +352,13 @@ def run_cell(method: str, forget_type: str, seed: int, opts: CellOptions) -> dic
         "lr": log["lr"],
         "eval": {name: score(model, forget_type, name, opts) for name in opts.eval_sets},
     }
+    if opts.relearn_steps > 0:
+        key = tuple(getattr(opts, k) for k in _RELEARN_KEYS)
+        gain, ut_gain = (
+            relearn_gain(model, forget_type, opts),
+            _ut_relearn_gain(ut_spec(forget_type, opts), forget_type, key),
+        )
+        out["relearn"] = {"gain_db": gain, "ut_gain_db": ut_gain, "set": opts.ain_eval}
     if opts.ain_max_steps > 0:
         out["anamnesis"] = anamnesis(model, forget_type, opts)
     return out

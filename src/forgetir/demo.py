@@ -24,7 +24,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forget", default="dehaze", choices=DEMO_FORGET)
     parser.add_argument("--method", default="accurate-forgetting", help="see `forgetir methods`")
     parser.add_argument("--target", default="collapse", choices=("collapse", "retrain-like"))
-    parser.add_argument("--steps", type=int, default=60, help="unlearning steps (batch 8)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="unlearning steps, batch 8 (default: the method's recommended steps, else 60)",
+    )
     parser.add_argument("--out", help="run folder (default: runs/demo, runs/demo-2, ...)")
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (default: the cores free right now)"
@@ -53,10 +57,16 @@ def demo_command(args: argparse.Namespace) -> int:
         f"{args.method} (target: {args.target}); writing {out} "
         f"(torch threads: {torch.get_num_threads()})"
     )
+    from forgetir.methods import get_method
+
+    # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
+    plan = get_method(args.method).recommended_schedule
+    steps = args.steps if args.steps is not None else int(plan.get("steps", 60))
     opts = UnlearnOptions(
         method=args.method,
         target=args.target,
-        steps=args.steps,
+        steps=steps,
+        patch_size=int(plan.get("patch_size", 64)) if "steps" in plan else 64,
         threads=args.threads,
         quiet=args.quiet,
     )
@@ -66,7 +76,7 @@ def demo_command(args: argparse.Namespace) -> int:
         opts,
         forget=[args.forget],
         command=f"forgetir demo --forget {args.forget} --method {args.method} "
-        f"--target {args.target} --steps {args.steps}",
+        f"--target {args.target} --steps {steps}",
     )
     paths = write_report(out)
     print(f"done in {time.time() - t0:.0f} s. Report: {Path(paths['html']).resolve()}")

@@ -100,3 +100,19 @@ def test_reference_target_needs_a_reference(tiny):
 def test_config_rejects_bad_values(tiny, bad):
     with pytest.raises(ConfigError):
         _method(tiny, **bad)
+
+
+def test_retain_focus_weights_tasks_by_softmax_of_their_drift_by_hand(tiny):
+    m = _method(tiny, retain_focus=0.5)
+    out = torch.zeros(3, 3, 2, 2)
+    target = torch.zeros(3, 3, 2, 2)
+    target[0] += 0.1  # task a: L1 0.1
+    target[1] += 0.3  # task b: two images, L1 0.3 and 0.1 -> 0.2
+    target[2] += 0.1
+    got = m.retain_term(out, target, ["a", "b", "b"])
+    la, lb = 0.1, 0.2
+    scale = 0.5 * (la + lb) / 2
+    wa, wb = torch.softmax(torch.tensor([la / scale, lb / scale]), 0).tolist()
+    assert float(got) == pytest.approx(wa * la + wb * lb, rel=1e-6)
+    plain = _method(tiny).retain_term(out, target, ["a", "b", "b"])
+    assert float(plain) == pytest.approx((0.1 + 0.3 + 0.1) / 3, rel=1e-6)
