@@ -107,6 +107,35 @@ def table(cells: list[dict[str, Any]], set_name: str, types: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _paired(cells: list[dict[str, Any]], a: str, b: str, t: str, set_name: str, key: str) -> list:
+    """Per-seed differences ``a - b`` of figure ``key`` (seeds both labels have)."""
+    by = {
+        (c["label"], c["seed"]): c["eval"][set_name][key]
+        for c in cells
+        if c["forget_type"] == t and set_name in c["eval"]
+    }
+    seeds = sorted({s for (lab, s) in by if lab == a} & {s for (lab, s) in by if lab == b})
+    return [by[(a, s)] - by[(b, s)] for s in seeds]
+
+
+COMPARISONS = (
+    ("proxy-retrain (ours)", "finetune control", "worst_retain_delta", "worst retained Δ"),
+    ("proxy-retrain, data-free", "proxy-retrain (ours)", "forget_psnr", "forget PSNR"),
+    ("proxy-retrain, data-free", "proxy-retrain (ours)", "worst_retain_delta", "worst retained Δ"),
+)
+
+
+def comparisons(cells: list[dict[str, Any]], set_name: str, types: list[str]) -> str:
+    """Paired (same seed) differences: ours vs the finetune control, data-free vs with data."""
+    lines = ["| forget | comparison (paired by seed) | difference (dB) | n |", "|---|---|---|---|"]
+    for t in types:
+        for a, b, key, what in COMPARISONS:
+            d = _paired(cells, a, b, t, set_name, key)
+            if d:
+                lines.append(f"| {t} | {what}: {a} − {b} | {format_difference(d)} | {len(d)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -134,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(f"\n{what} (promptir protocol PSNR):\n")
         print(table(cells, name, args.types))
+        print()
+        print(comparisons(cells, name, args.types))
     return 0
 
 
