@@ -119,6 +119,12 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="run the main/* and methods/* cells at N seeds; the summary gives mean ± sd",
+    )
+    parser.add_argument(
         "--docs",
         nargs="?",
         const="docs/reproduce.md",
@@ -155,6 +161,7 @@ def options_from_args(args: argparse.Namespace) -> ReproduceOptions:
         test_max_side=args.test_max_side,
         threads=args.threads,
         seed=args.seed,
+        seeds=args.seeds,
     )
 
 
