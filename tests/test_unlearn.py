@@ -97,6 +97,8 @@ def test_data_free_mode_trains_on_other_clean_images(parent, tmp_path, tiny_opts
     assert not torch.equal(fresh.get(0), DeadLeavesPool(3, 32, 0).get(0))
     with pytest.raises(ValueError, match="clean-source"):
         clean_source_images(str(tmp_path / "missing"), data)
-    opts = tiny_opts(verify=False, grids=False, clean_source="deadleaves", method="proxy-retrain")
-    run = run_unlearn(parent, tmp_path / "df", opts, forget=["dehaze"])
+    # What `forgetir demo --method proxy-retrain` does, on the tiny parent: unlearn, verify, report.
+    opts = tiny_opts(clean_source="deadleaves", method="proxy-retrain")
+    run = run_unlearn(parent, tmp_path / "df", opts, forget=["dehaze"], ut=parent)
     assert run["options"]["clean_source"] == "deadleaves"
+    assert "proxy-retrain" in write_report(tmp_path / "df")["html"].read_text()
