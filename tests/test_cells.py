@@ -42,7 +42,7 @@ def test_published_proxy_retrain_dehaze_cell_reruns_within_its_sd():
     torch.set_num_threads(1)
     published = _published("proxy-retrain (ours)", "dehaze")
     assert len(published) >= 3, "the benchmark results file lacks this cell"
-    opts = CellOptions(eval_sets=("photos",), ain_max_steps=0)
+    opts = CellOptions(eval_sets=("photos",), relearn_steps=0, ain_max_steps=0)
     rerun = [run_cell("proxy-retrain", "dehaze", seed, opts) for seed in range(3)]
     for key in ("forget_vs_ut", "worst_retain_delta", "gap_ratio"):
         pub_m, pub_s = mean_sd([p["eval"]["photos"][key] for p in published[:3]])
