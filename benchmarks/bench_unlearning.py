@@ -19,6 +19,9 @@ Run: PYTHONPATH=src python benchmarks/bench_unlearning.py [--out runs/reproduce-
      [--steps 60] [--test-max-side 128] [--threads 2]
 
 Wall times depend on the machine and its load; the step fractions do not.
+
+Issue 11's table (mean ± sd over seeds, with proxy-retrain, the data-free mode and the
+relearning attack) is ``benchmarks/bench_forgetting.py``.
 """
 
 from __future__ import annotations

@@ -263,3 +263,22 @@ def test_instance_cell_compares_with_its_ut(tmp_path, tiny_before):
     assert set(verify["membership"]["models"]) == {"BEFORE", "unlearned", "UT"}
     assert verify["output_gap"]["value"] is not None
     assert "UT" in json.loads((cell / "quality.json").read_text())["rows"]
+
+
+def test_main_and_method_cells_run_at_several_seeds(tmp_path, tiny_before):
+    plan = build_plan(ReproduceOptions(out=str(tmp_path), seeds=3))
+    names = {c.name for c in plan.cells}
+    for base in ("main/dehaze-collapse", "main/denoise-retrain-like", "methods/proxy-retrain"):
+        assert {f"{base}@seed1", f"{base}@seed2"} <= names
+        assert plan.cell(f"{base}@seed2").options["seed"] == 2
+    assert not any(n.startswith(("ablation/", "sweep/")) and "@seed" in n for n in names)
+    assert not any("@seed" in c.name for c in build_plan(ReproduceOptions(seeds=1)).cells)
+    with pytest.raises(ReproduceError, match="--seeds"):
+        build_plan(ReproduceOptions(seeds=0))
+
+    tiny = _tiny(tmp_path / "out", tiny_before, seeds=2)
+    only = ["main/dehaze-collapse", "main/dehaze-collapse@seed1"]
+    summary = run_plan(tiny, only, log=lambda s: None)
+    agg = summary["seeds"]["main/dehaze-collapse"]
+    assert agg["n"] == 2 and len(agg["figures"]["forget vs UT"]["values"]) == 2
+    assert "## Over seeds (mean ± sd)" in (tmp_path / "out" / "summary.md").read_text()

@@ -85,3 +85,20 @@ def test_unlearn_prints_the_table_and_the_verification(parent, tmp_path, tiny_op
     assert "promptir protocol" in out and "| BEFORE |" in out
     assert "output gap to UT" in out and "anamnesis index AIN" in out
     assert f"Saved {tmp_path / 'run'}" in out
+
+
+def test_data_free_mode_trains_on_other_clean_images(parent, tmp_path, tiny_opts):
+    from forgetir.config import DataConfig
+    from forgetir.data.pool import DeadLeavesPool
+    from forgetir.unlearn import clean_source_images
+
+    data = DataConfig(pool_size=3, image_size=32)
+    fresh = clean_source_images("deadleaves", data, seed=0)
+    assert not torch.equal(fresh.get(0), DeadLeavesPool(3, 32, 0).get(0))
+    with pytest.raises(ValueError, match="clean-source"):
+        clean_source_images(str(tmp_path / "missing"), data)
+    # What `forgetir demo --method proxy-retrain` does, on the tiny parent: unlearn, verify, report.
+    opts = tiny_opts(clean_source="deadleaves", method="proxy-retrain")
+    run = run_unlearn(parent, tmp_path / "df", opts, forget=["dehaze"], ut=parent)
+    assert run["options"]["clean_source"] == "deadleaves"
+    assert "proxy-retrain" in write_report(tmp_path / "df")["html"].read_text()

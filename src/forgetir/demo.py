@@ -22,7 +22,14 @@ DEMO_FORGET = ("dehaze", "derain", "denoise")
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forget", default="dehaze", choices=DEMO_FORGET)
-    add_options(parser, ("method", "target", "steps", "relearn_steps", "ain_max_steps"))
+    add_options(
+        parser,
+        ("method", "target", "steps", "relearn_steps", "ain_max_steps"),
+        steps={
+            "default": None,
+            "help": "unlearning steps, batch 8 (default: the method's recommended steps, else 60)",
+        },
+    )
     parser.add_argument(
         "--max-side",
         type=int,
@@ -55,14 +62,20 @@ def demo_command(args: argparse.Namespace) -> int:
         f"{args.method} (target: {args.target}); writing {out} "
         f"(torch threads: {torch.get_num_threads()})"
     )
-    opts = options_from_args(args, test_max_side=args.max_side)
+    from forgetir.methods import get_method
+
+    # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
+    plan = get_method(args.method).recommended_schedule
+    steps = args.steps if args.steps is not None else int(plan.get("steps", 60))
+    patch = int(plan.get("patch_size", 64)) if "steps" in plan else 64
+    opts = options_from_args(args, steps=steps, patch_size=patch, test_max_side=args.max_side)
     run_unlearn(
         "shipped:before",
         out,
         opts,
         forget=[args.forget],
         command=f"forgetir demo --forget {args.forget} --method {args.method} "
-        f"--target {args.target} --steps {args.steps} --max-side {args.max_side} "
+        f"--target {args.target} --steps {steps} --max-side {args.max_side} "
         f"--relearn-steps {args.relearn_steps} --ain-max-steps {args.ain_max_steps}",
     )
     paths = write_report(out)

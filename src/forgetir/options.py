@@ -60,6 +60,9 @@ class UnlearnOptions:
     verify_eval_every: int = 5
     grids: bool = True
     quiet: bool = False
+    # None: BEFORE's training data. "deadleaves" or a folder of images: data-free mode, every
+    # task synthesised on these clean images (see forgetir.unlearn.clean_source_images).
+    clean_source: str | None = None
 
 
 def option_name(field_name: str) -> str:

@@ -78,10 +78,38 @@ def check_options(opts: UnlearnOptions) -> UnlearnOptions:
     ):
         if value not in valid:
             raise InvalidInputError(f"{name}: invalid value {value!r}; valid: {', '.join(valid)}")
+    if opts.clean_source not in (None, "deadleaves") and not Path(opts.clean_source).is_dir():
+        raise InvalidInputError(
+            f"--clean-source {opts.clean_source!r}: not 'deadleaves' and not a folder of images"
+        )
     method = get_method(opts.method)
     method.check_target(opts.target)
     method.parse_config(opts.hparams)
     return opts
+
+
+def clean_source_images(source: str, data: DataConfig, seed: int = 0) -> Any:
+    """Clean images for unlearning without the training data (``--clean-source``).
+
+    ``"deadleaves"``: a fresh dead-leaves pool (``data.pool_size`` images, pool seed
+    ``data.pool_seed + 1_000_003 + seed``, so never the pool BEFORE was trained on); anything
+    else: a folder of the user's images. Every task is then synthesised on these images.
+
+    Example:
+        >>> clean_source_images("deadleaves", DataConfig(pool_size=2, image_size=32)).ids
+        ['dl-000000', 'dl-000001']
+    """
+    from forgetir.data.folders import image_folder
+    from forgetir.data.pool import DeadLeavesPool
+
+    if source == "deadleaves":
+        pool_seed = data.pool_seed + 1_000_003 + seed
+        return DeadLeavesPool(data.pool_size, data.image_size, pool_seed, data.content_classes)
+    if not Path(source).is_dir():
+        raise InvalidInputError(
+            f"--clean-source {source!r}: not 'deadleaves' and not a folder of images"
+        )
+    return image_folder(source)
 
 
 def _guard_sets(tasks: list[str], seed: int) -> dict[str, Any]:
@@ -353,7 +381,10 @@ def _unlearn(
     manifest, split_path = _split(parent_data, forget, split, work)
     _check_split_fits_parent(manifest, parent_meta, split or "the split")
     forget_tasks, retain_tasks = _tasks_of(manifest)
-    datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed)
+    sources = None
+    if opts.clean_source is not None:
+        sources = (clean_source_images(opts.clean_source, parent_data, opts.seed), {})
+    datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed, sources=sources)
 
     if ut is None and forget_tasks:
         ut = ut_name_for(forget_tasks) if str(checkpoint) == "shipped:before" else None
@@ -507,6 +538,27 @@ def _expert_usage(
     return {k: v for k, v in usage.items() if v is not None} or None
 
 
+def run_unlearn_seeds(
+    checkpoint: str | Path, out_dir: str | Path, opts: UnlearnOptions, seeds: int, **kwargs: Any
+) -> dict[str, Any]:
+    """:func:`run_unlearn` at seeds ``opts.seed, opts.seed + 1, ...`` (``seed-<s>/`` run folders
+    under ``out_dir``), then ``seeds.json``/``seeds.md`` there: every figure as mean ± sd."""
+    from forgetir.seeds import SEED_DIR, format_summary, write_seed_summary
+
+    if seeds < 1:
+        raise InvalidInputError(f"--seeds={seeds} is out of range; valid: >= 1")
+    out = Path(out_dir)
+    folders = []
+    for s in range(opts.seed, opts.seed + seeds):
+        folder = out / SEED_DIR.format(seed=s)
+        run_unlearn(checkpoint, folder, replace(opts, seed=s), **kwargs)
+        folders.append(folder)
+    summary = write_seed_summary(out, folders)
+    if not opts.quiet:
+        print(format_summary(summary))
+    return summary
+
+
 # ------------------------------------------------------------------------------ command line
 
 
@@ -592,6 +644,15 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_options(parser, ("retain_budget", "forget_floor"))
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="run N seeds (seed-<s>/ folders) and report mean ± sd"
+    )
+    parser.add_argument(
+        "--clean-source",
+        metavar="deadleaves|FOLDER",
+        help="data-free mode: synthesise forget/retain data on these clean images instead of "
+        "the checkpoint's training data",
+    )
     parser.add_argument("--out", help="run folder (default: runs/unlearn-<method>-<tasks>)")
     add_options(parser, ("quiet",))
     parser.add_argument(
@@ -601,7 +662,9 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
 
 def unlearn_command(args: argparse.Namespace) -> int:
     hparams = dict(parse_override(h) for h in args.hparams)
-    opts = options_from_args(args, hparams=hparams, verify=not args.no_verify)
+    opts = options_from_args(
+        args, hparams=hparams, verify=not args.no_verify, clean_source=args.clean_source
+    )
     what = "-".join(args.forget or [Path(args.split or "split").stem])
     out = args.out or f"runs/unlearn-{args.method}-{what}"
     checkpoint, arch = args.checkpoint or "shipped:before", args.arch
@@ -610,16 +673,16 @@ def unlearn_command(args: argparse.Namespace) -> int:
 
         name = register_module_factory(args.model_module)
         checkpoint, arch = args.checkpoint or f"fresh:{name}", arch or name
-    data = dict(parse_override(d) for d in args.data) if args.data else None
-    run_unlearn(
-        checkpoint,
-        out,
-        opts,
-        forget=args.forget,
-        split=args.split,
-        ut=args.ut,
-        arch=arch,
-        command=" ".join(["forgetir", *sys.argv[1:]]),
-        data=data,
-    )
+    kwargs = {
+        "forget": args.forget,
+        "split": args.split,
+        "ut": args.ut,
+        "arch": arch,
+        "command": " ".join(["forgetir", *sys.argv[1:]]),
+        "data": dict(parse_override(d) for d in args.data) if args.data else None,
+    }
+    if args.seeds == 1:
+        run_unlearn(checkpoint, out, opts, **kwargs)
+    else:
+        run_unlearn_seeds(checkpoint, out, opts, args.seeds, **kwargs)
     return 0

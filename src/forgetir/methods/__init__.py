@@ -18,6 +18,7 @@ from forgetir.methods import (  # noqa: F401
     finetune,
     gradient_ascent,
     neggrad_plus,
+    proxy_retrain,
     random_target,
     retrain,
     salun,  # noqa: F401  (after the methods it may wrap)

@@ -121,6 +121,12 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         test_max_side={"default": 128, "help": "longest side of the test photos (cpu)"},
     )
     parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="run the main/* and methods/* cells at N seeds; the summary gives mean ± sd",
+    )
+    parser.add_argument(
         "--docs",
         nargs="?",
         const="docs/reproduce.md",
@@ -166,6 +172,7 @@ def options_from_args(args: argparse.Namespace) -> ReproduceOptions:
         test_max_side=args.test_max_side,
         threads=args.threads,
         seed=args.seed,
+        seeds=args.seeds,
     )
 
 

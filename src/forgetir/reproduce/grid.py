@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ CLASS_OVERRIDES = (
     "optim.warmup_steps=50",
 )
 SUMMARY_MD, SUMMARY_JSON = "summary.md", "summary.json"
+SEED_MARK = "@seed"  # "main/dehaze-collapse@seed1": that cell at seed + 1
 # Relative cost of a cell for the ETA: unlearning samples seen, verification, training.
 _VERIFY_UNITS, _TRAIN_UNITS_PER_SAMPLE = 2.0, 0.5 / (CPU_STEPS * CPU_BATCH)
 
@@ -72,6 +73,9 @@ class ReproduceOptions:
     train_overrides: list[str] = field(default_factory=list)  # extra overrides of train cells
     threads: int | None = None
     seed: int = 0
+    # The main/* and methods/* cells also run at seeds seed+1 .. seed+seeds-1 (cells named
+    # "<cell>@seed<s>"); the summary reports their figures as mean ± sd over the seeds.
+    seeds: int = 3
     relearn_steps: int = 20
     ain_max_steps: int = 40
 
@@ -250,14 +254,31 @@ def build_plan(opts: ReproduceOptions) -> Plan:
         cells.append(cell)
         return cell
 
+    def seeded(cell: Cell) -> None:
+        # The same run at further seeds, for the summary's mean ± sd (table "seeds").
+        for k in range(1, opts.seeds):
+            cells.append(
+                replace(
+                    cell,
+                    name=f"{cell.name}{SEED_MARK}{k}",
+                    table="seeds",
+                    label=f"{cell.label} (seed {opts.seed + k})",
+                    options={**cell.options, "seed": opts.seed + k, "grids": False},
+                )
+            )
+
+    if opts.seeds < 1:
+        raise ReproduceError(f"--seeds must be >= 1, got {opts.seeds}")
     for t in FORGET_TYPES:
         for target in ("collapse", "retrain-like"):
-            unlearn(
-                f"main/{t}-{target}",
-                "main",
-                f"accurate-forgetting ({target}): forget {t}",
-                t,
-                options={"target": target, "verify": True, "grids": True},
+            seeded(
+                unlearn(
+                    f"main/{t}-{target}",
+                    "main",
+                    f"accurate-forgetting ({target}): forget {t}",
+                    t,
+                    options={"target": target, "verify": True, "grids": True},
+                )
             )
     for t in FORGET_TYPES:
         unlearn(
@@ -316,12 +337,14 @@ def build_plan(opts: ReproduceOptions) -> Plan:
     for m in list_methods():
         if m in (MAIN_METHOD, CONTROL_METHOD):
             continue  # main/dehaze-collapse and control/dehaze-finetune are those rows
-        unlearn(
-            f"methods/{m}",
-            "methods",
-            f"{m} (collapse, published defaults)",
-            "dehaze",
-            options={"method": m, "verify": False, "grids": False},
+        seeded(
+            unlearn(
+                f"methods/{m}",
+                "methods",
+                f"{m} (collapse, published defaults)",
+                "dehaze",
+                options={"method": m, "verify": False, "grids": False},
+            )
         )
 
     splits["instances"] = SplitSpec("instances", "instances", [], "before")

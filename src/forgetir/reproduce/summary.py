@@ -303,6 +303,7 @@ def build_summary(plan: Plan) -> dict[str, Any]:
         "tables": tables,
         "cells": recs,
         "sweeps": sweep_entries(plan, recs),
+        "seeds": seed_entries(plan),
         "headline": _headline_rows(recs),
         "relearn_steps": plan.options.relearn_steps,
         "done": sum(1 for r in recs.values() if r["done"]),
@@ -350,6 +351,45 @@ def _write_sweeps(plan: Plan, entries: list[dict[str, Any]]) -> None:
         mine = [e for e in entries if e["forget"] == t]
         if (main / "run.json").is_file() and len(mine) > 3:
             atomic_json(main / "sweeps.json", mine)
+
+
+def seed_entries(plan: Plan) -> dict[str, Any]:
+    """Per cell run at several seeds (``<cell>@seed<k>`` copies): its figures as mean ± sd over
+    the seeds whose folders are done (see :mod:`forgetir.seeds`)."""
+    from forgetir.reproduce.grid import SEED_MARK
+    from forgetir.seeds import aggregate_runs
+
+    out: dict[str, Any] = {}
+    for cell in plan.cells:
+        if SEED_MARK in cell.name or cell.kind != "unlearn":
+            continue
+        names = [cell.name] + [
+            c.name for c in plan.cells if c.name.startswith(cell.name + SEED_MARK)
+        ]
+        done = [plan.cell_dir(n) for n in names if (plan.cell_dir(n) / "run.json").exists()]
+        if len(names) > 1 and len(done) > 1:
+            out[cell.name] = aggregate_runs(done)
+    return out
+
+
+_SEED_FIGURES = ("forget vs UT", "worst retained vs BEFORE", "output gap / BEFORE's", "AIN")
+
+
+def _seeds_table(entries: dict[str, Any]) -> list[str]:
+    from forgetir.seeds import format_difference, format_mean_sd
+
+    head = "| cell | seeds | " + " | ".join(_SEED_FIGURES) + " |"
+    lines = ["", "## Over seeds (mean ± sd)", "", head, "|---|---|" + "---|" * len(_SEED_FIGURES)]
+    for name, agg in entries.items():
+        cells = []
+        for f in _SEED_FIGURES:
+            e = agg["figures"].get(f)
+            vals = e["values"] if e else []
+            cells.append(
+                format_difference(vals) if e and "no_difference" in e else format_mean_sd(vals)
+            )
+        lines.append(f"| {name} | {agg['n']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -405,6 +445,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             v = _verify_table(summary, t["cells"], summary["relearn_steps"])
             if v:
                 lines += ["", v]
+    if summary.get("seeds"):
+        lines += _seeds_table(summary["seeds"])
     lines += ["", "## Cells", "", "| cell | what | status |", "|---|---|---|"]
     for r in summary["cells"].values():
         lines.append(f"| {r['name']} | {r['what']} | {'done' if r['done'] else 'not run'} |")

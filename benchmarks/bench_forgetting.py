@@ -1,0 +1,172 @@
+"""Issue 11's table: does a method land on UT, keep every retained task and resist relearning?
+
+For each forget type (dehaze, derain, denoise) of the shipped testbed (``shipped:before`` with
+``shipped:ut-*`` as the judge, never used while unlearning) and each method
+
+- the seed paper's accurate-forgetting (collapse target),
+- accurate-forgetting with the retrain-like (identity) target,
+- the finetune control (retain data only, same steps),
+- proxy-retrain (ours), with BEFORE's training data and data-free (dead leaves it never saw),
+
+it runs :func:`forgetir.cells.run_cell` at ``--seeds`` seeds and prints, per evaluation set
+(the shipped photos and the held-out dead-leaves test set), mean ± sd over seeds of: the forget
+PSNR minus UT's, the worst retained task's change vs BEFORE, the output gap to UT as a fraction
+of BEFORE's, the forget PSNR a relearning attack regains in 20 steps next to what it regains on
+UT (the anamnesis index needs UT to relearn to BEFORE's level, which it does not do within 40
+steps here), and the cost (steps as % of BEFORE's training steps).
+
+Cells are appended to ``--results`` (JSON lines) as they finish, and cells already there are
+not rerun: the job can be stopped and resumed, and ``--table-only`` prints what is there.
+
+Run: PYTHONPATH=src python benchmarks/bench_forgetting.py --threads 1 [--seeds 3]
+     [--types dehaze derain denoise] [--results runs/bench-forgetting/cells.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from forgetir.cells import FORGET_TYPES, CellOptions, replace_opts, run_cell
+from forgetir.seeds import format_difference, format_mean_sd, mean_sd
+
+# label -> (method, target, hyperparameters, clean source)
+METHODS: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
+    "paper (collapse)": ("accurate-forgetting", "collapse", {}, None),
+    "retrain-like (identity)": ("accurate-forgetting", "retrain-like", {}, None),
+    "finetune control": ("finetune", "collapse", {}, None),
+    "proxy-retrain (ours)": ("proxy-retrain", "collapse", {}, None),
+    "proxy-retrain, data-free": ("proxy-retrain", "collapse", {}, "deadleaves"),
+}
+
+
+def _done(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_all(args: argparse.Namespace, base: CellOptions) -> list[dict[str, Any]]:
+    """Run every missing (seed, type, method) cell, seeds outermost so that a stopped job still
+    leaves whole seeds; return all cells of the results file."""
+    path = Path(args.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cells = _done(path)
+    have = {(c["label"], c["forget_type"], c["seed"]) for c in cells}
+    for seed in range(args.seeds):
+        for t in args.types:
+            for label in args.methods:
+                if (label, t, seed) in have:
+                    continue
+                method, target, hp, clean = METHODS[label]
+                opts = replace_opts(base, target=target, hparams=hp, clean_source=clean)
+                cell = {"label": label, **run_cell(method, t, seed, opts)}
+                with path.open("a") as f:
+                    f.write(json.dumps(cell) + "\n")
+                cells.append(cell)
+                print(f"done {label} / {t} / seed {seed} ({cell['wall_s']:.0f} s)", flush=True)
+    return cells
+
+
+def _relearn(cells: list[dict[str, Any]]) -> str:
+    runs = [c.get("relearn") or {} for c in cells]
+    if not any(runs):
+        return "–"
+    ut = runs[0].get("ut_gain_db")
+    return f"{format_mean_sd([r.get('gain_db') for r in runs])} ({ut:.2f})"
+
+
+def table(cells: list[dict[str, Any]], set_name: str, types: list[str]) -> str:
+    """The markdown table of one evaluation set."""
+    lines = [
+        "| forget | method | n | forget PSNR (UT) | forget − UT | worst retained Δ | "
+        "output gap / BEFORE's | relearned in 20 steps, dB (UT's) | steps (% of BEFORE's) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in types:
+        for label in METHODS:
+            mine = [c for c in cells if c["label"] == label and c["forget_type"] == t]
+            mine = [c for c in mine if set_name in c["eval"]]
+            if not mine:
+                continue
+            ev = [c["eval"][set_name] for c in mine]
+            f, _ = mean_sd([e["forget_psnr"] for e in ev])
+            ut = ev[0]["ut_forget_psnr"]
+            lines.append(
+                f"| {t} | {label} | {len(mine)} | {f:.2f} ({ut:.2f}) | "
+                f"{format_difference([e['forget_vs_ut'] for e in ev])} | "
+                f"{format_difference([e['worst_retain_delta'] for e in ev])} | "
+                f"{format_mean_sd([e['gap_ratio'] for e in ev])} | {_relearn(mine)} | "
+                f"{mine[0]['steps']} ({100 * mine[0]['step_fraction']:.1f}%) |"
+            )
+    return "\n".join(lines)
+
+
+def _paired(cells: list[dict[str, Any]], a: str, b: str, t: str, set_name: str, key: str) -> list:
+    """Per-seed differences ``a - b`` of figure ``key`` (seeds both labels have)."""
+    by = {
+        (c["label"], c["seed"]): c["eval"][set_name][key]
+        for c in cells
+        if c["forget_type"] == t and set_name in c["eval"]
+    }
+    seeds = sorted({s for (lab, s) in by if lab == a} & {s for (lab, s) in by if lab == b})
+    return [by[(a, s)] - by[(b, s)] for s in seeds]
+
+
+COMPARISONS = (
+    ("proxy-retrain (ours)", "finetune control", "worst_retain_delta", "worst retained Δ"),
+    ("proxy-retrain, data-free", "proxy-retrain (ours)", "forget_psnr", "forget PSNR"),
+    ("proxy-retrain, data-free", "proxy-retrain (ours)", "worst_retain_delta", "worst retained Δ"),
+)
+
+
+def comparisons(cells: list[dict[str, Any]], set_name: str, types: list[str]) -> str:
+    """Paired (same seed) differences: ours vs the finetune control, data-free vs with data."""
+    lines = ["| forget | comparison (paired by seed) | difference (dB) | n |", "|---|---|---|---|"]
+    for t in types:
+        for a, b, key, what in COMPARISONS:
+            d = _paired(cells, a, b, t, set_name, key)
+            if d:
+                lines.append(f"| {t} | {what}: {a} − {b} | {format_difference(d)} | {len(d)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--types", nargs="+", default=list(FORGET_TYPES), choices=list(FORGET_TYPES))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--results", default="runs/bench-forgetting/cells.jsonl")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--table-only", action="store_true", help="print the table of --results")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    base = CellOptions(steps=args.steps)
+    cells = _done(Path(args.results)) if args.table_only else run_all(args, base)
+    o = base
+    print(
+        f"\nshipped testbed: promptir-tiny BEFORE (1500 steps x batch 8) vs shipped:ut-*; "
+        f"{o.steps} unlearning steps x batch {o.batch_size} at {o.patch_size}x{o.patch_size}; "
+        f"relearning attack: {o.relearn_steps} Adam steps (lr 2e-4) on {o.relearn_patches} "
+        "forget patches, forget PSNR regained on the dead-leaves test set. "
+        "Mean ± sd over seeds; a difference under 2 sd reads 'no difference'."
+    )
+    for name, what in (
+        ("photos", f"7 shipped photos, longest side <= {o.test_max_side}"),
+        ("deadleaves", f"{o.deadleaves_n} held-out dead-leaves test images, {o.deadleaves_size}px"),
+    ):
+        print(f"\n{what} (promptir protocol PSNR):\n")
+        print(table(cells, name, args.types))
+        print()
+        print(comparisons(cells, name, args.types))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
