@@ -235,7 +235,9 @@ def test_list_prints_the_cells_and_runs_nothing(tmp_path, capsys):
         reproduce_command(parser.parse_args(["--list", "--out", str(out), "--only", "main/*"])) == 0
     )
     text = capsys.readouterr().out
-    assert "6 cells" in text and "main/denoise-retrain-like" in text and "sweep/" not in text
+    # 6 main cells, each at the 3 default seeds
+    assert "18 cells" in text and "main/denoise-retrain-like@seed2" in text
+    assert "sweep/" not in text
     assert not out.exists()
 
 

@@ -167,9 +167,10 @@ def unlearn_data(forget_type: str, seed: int, opts: CellOptions) -> dict[str, An
     """The split's ``forget``/``retain`` patch datasets: BEFORE's own training data, or, with
     ``opts.clean_source``, every task synthesised on other clean images (data-free mode)."""
     from forgetir.data.splits import build_split_datasets, make_split
-    from forgetir.unlearn import clean_source_images, parent_data_config
+    from forgetir.testbed import model_meta, parent_data_config
+    from forgetir.unlearn import clean_source_images
 
-    data = parent_data_config(_model(opts.before))
+    data = parent_data_config(model_meta(opts.before))
     data.patch_size = opts.patch_size
     manifest = make_split(data, "degradation", FORGET_TYPES[forget_type])
     sources = None

@@ -29,8 +29,9 @@ wall time and cost relative to BEFORE's training; ``--docs`` copies ``summary.md
 
 Example:
     >>> plan = build_plan(ReproduceOptions(out="/tmp/r"))
-    >>> len([c for c in plan.cells if c.name.startswith("main/")])
-    6
+    >>> main = [c.name for c in plan.cells if c.name.startswith("main/")]
+    >>> len(main), len([n for n in main if "@seed" not in n])  # 3 seeds by default
+    (18, 6)
 """
 
 from __future__ import annotations
