@@ -53,6 +53,7 @@ __all__ = [
     "class_pairs",
     "class_skill",
     "instance_attack",
+    "split_candidates",
 ]
 
 GROUPS = ("forgotten", "kept", "nonmembers")
@@ -71,11 +72,12 @@ def _pool(desc: Mapping[str, Any], namespace: str) -> DeadLeavesPool:
 
 
 def candidate_pairs(
-    manifest: Mapping[str, Any], task: str, seed: int = CANDIDATE_SEED
+    manifest: Mapping[str, Any], task: str, seed: int = CANDIDATE_SEED, limit: int | None = None
 ) -> dict[str, list[Pair]]:
     """(degraded, clean) pairs of the forgotten, kept and non-member images of an instance split
     on dead leaves, each whole image degraded by ``task`` with seed
     ``degradation_seed(seed, task, image_id)``; the manifest's SHA-256s are checked.
+    ``limit``: at most that many images per group, the first ones in the manifest's order.
 
     Example:
         >>> from forgetir.config import DataConfig
@@ -95,7 +97,7 @@ def candidate_pairs(
     for group, part in _PARTS.items():
         pool = pools["test" if part == "test" else "train"]
         pairs = []
-        for e in manifest[part]["entries"]:
+        for e in manifest[part]["entries"][:limit]:
             i = pool.index_of(e["id"])
             if pool.sha256(i) != e["sha256"]:
                 raise ValueError(f"{e['id']}: image differs from the manifest's SHA-256")
@@ -104,6 +106,46 @@ def candidate_pairs(
             pairs.append((degraded, clean))
         out[group] = pairs
     return out
+
+
+def split_candidates(
+    manifest: Mapping[str, Any], limit: int | None = 64
+) -> tuple[dict[str, list[Pair]] | None, str | None]:
+    """The candidates of every forget task of an instance split, pooled over the tasks, and a
+    description of them; ``(None, None)`` for a split the attack does not apply to (not an
+    instance split, no held-out ``test`` part, or not dead leaves).
+
+    Example:
+        >>> from forgetir.config import DataConfig
+        >>> from forgetir.data.splits import make_split
+        >>> m = make_split(DataConfig(pool_size=3, image_size=16, tasks=["denoise_25"]),
+        ...                "instances", ["dl-000001"], held_out=2)
+        >>> c, what = split_candidates(m)
+        >>> len(c["nonmembers"]), what[:30]
+        (2, '1 forgotten (deleted) images, ')
+    """
+    desc = (manifest.get("source") or {}).get("clean") or {}
+    if manifest.get("kind") != "instances" or "test" not in manifest:
+        return None, None
+    if (
+        desc.get("kind") != "deadleaves"
+        or (manifest["test"].get("source") or {}).get("kind") != "deadleaves"
+    ):
+        return None, None
+    tasks = list(manifest["forget"].get("tasks") or (manifest.get("data") or {}).get("tasks"))
+    out: dict[str, list[Pair]] = {g: [] for g in GROUPS}
+    for task in tasks:
+        for g, pairs in candidate_pairs(manifest, task, limit=limit).items():
+            out[g] += pairs
+    n = {g: len(out[g]) // max(len(tasks), 1) for g in GROUPS}
+    size = desc.get("image_size")
+    what = (
+        f"{n['forgotten']} forgotten (deleted) images, {n['kept']} kept training images, "
+        f"{n['nonmembers']} held-out non-members (dead leaves {size}x{size}"
+        + (f", at most {limit} per group" if limit else "")
+        + f"), each degraded by {', '.join(tasks)} (seed {CANDIDATE_SEED}), pooled over tasks"
+    )
+    return out, what
 
 
 def _metrics_by_group(scores: Mapping[str, np.ndarray]) -> dict[str, Any]:
