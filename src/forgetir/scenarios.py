@@ -108,12 +108,30 @@ def candidate_pairs(
     return out
 
 
+def _budget(
+    counts: dict[str, int], tasks: list[str], px: int, max_pixels: int
+) -> tuple[dict[str, int], list[str]]:
+    """Fewer tasks, then fewer kept images and non-members (at least 8 each), until the
+    candidates' pixels (images x tasks x side^2) fit ``max_pixels``."""
+    per_task = sum(counts.values()) * px
+    tasks = tasks[: max(1, max_pixels // per_task)]
+    if per_task > max_pixels:
+        room = max(8, (max_pixels // px - counts["forgotten"]) // 2)
+        counts = {g: c if g == "forgotten" else min(c, room) for g, c in counts.items()}
+    return counts, tasks
+
+
 def split_candidates(
-    manifest: Mapping[str, Any], limit: int | None = 64
+    manifest: Mapping[str, Any], limit: int = 64, max_pixels: int = 2**20
 ) -> tuple[dict[str, list[Pair]] | None, str | None]:
-    """The candidates of every forget task of an instance split, pooled over the tasks, and a
+    """The candidates of an instance split's forget tasks, pooled over the tasks, and a
     description of them; ``(None, None)`` for a split the attack does not apply to (not an
     instance split, no held-out ``test`` part, or not dead leaves).
+
+    At most ``limit`` images per group (the manifest's first); when all of them on every task
+    exceed ``max_pixels`` (64 images of 128x128: ~15 s per model for promptir-tiny on one
+    CPU thread), only the first tasks
+    that fit are used, and if one task is still too much, fewer kept images and non-members.
 
     Example:
         >>> from forgetir.config import DataConfig
@@ -121,29 +139,32 @@ def split_candidates(
         >>> m = make_split(DataConfig(pool_size=3, image_size=16, tasks=["denoise_25"]),
         ...                "instances", ["dl-000001"], held_out=2)
         >>> c, what = split_candidates(m)
-        >>> len(c["nonmembers"]), what[:30]
-        (2, '1 forgotten (deleted) images, ')
+        >>> len(c["nonmembers"]), what[:41]
+        (2, 'forgotten (deleted) images: 1, kept train')
     """
     desc = (manifest.get("source") or {}).get("clean") or {}
-    if manifest.get("kind") != "instances" or "test" not in manifest:
+    test = (manifest.get("test") or {}).get("source") or {}
+    if manifest.get("kind") != "instances" or not test:
         return None, None
-    if (
-        desc.get("kind") != "deadleaves"
-        or (manifest["test"].get("source") or {}).get("kind") != "deadleaves"
-    ):
+    if desc.get("kind") != "deadleaves" or test.get("kind") != "deadleaves":
         return None, None
-    tasks = list(manifest["forget"].get("tasks") or (manifest.get("data") or {}).get("tasks"))
+    all_tasks = list(manifest["forget"].get("tasks") or manifest["data"]["tasks"])
+    counts = {g: min(limit, len(manifest[part]["entries"])) for g, part in _PARTS.items()}
+    px = max(int(desc["image_size"]), int(test["image_size"])) ** 2
+    counts, tasks = _budget(counts, all_tasks, px, max_pixels)
     out: dict[str, list[Pair]] = {g: [] for g in GROUPS}
     for task in tasks:
-        for g, pairs in candidate_pairs(manifest, task, limit=limit).items():
-            out[g] += pairs
-    n = {g: len(out[g]) // max(len(tasks), 1) for g in GROUPS}
+        for g, pairs in candidate_pairs(manifest, task, limit=max(counts.values())).items():
+            out[g] += pairs[: counts[g]]
     size = desc.get("image_size")
+    left = [t for t in all_tasks if t not in tasks]
     what = (
-        f"{n['forgotten']} forgotten (deleted) images, {n['kept']} kept training images, "
-        f"{n['nonmembers']} held-out non-members (dead leaves {size}x{size}"
-        + (f", at most {limit} per group" if limit else "")
-        + f"), each degraded by {', '.join(tasks)} (seed {CANDIDATE_SEED}), pooled over tasks"
+        f"forgotten (deleted) images: {counts['forgotten']}, kept training images: "
+        f"{counts['kept']}, held-out non-members: {counts['nonmembers']} (dead leaves "
+        f"{size}x{size}, the split's first ones), each degraded by {', '.join(tasks)} "
+        f"(seed {CANDIDATE_SEED})"
+        + (", pooled over tasks" if len(tasks) > 1 else "")
+        + (f"; not {', '.join(left)} (pixel budget)" if left else "")
     )
     return out, what
 

@@ -112,6 +112,24 @@ def test_compute_and_render_on_constructed_models(tmp_path):
         check.compute(Ctx())  # type: ignore[arg-type]
 
 
+def test_candidates_fit_the_pixel_budget_task_first():
+    from forgetir.config import DataConfig
+    from forgetir.data.splits import make_split
+    from forgetir.scenarios import split_candidates
+
+    cfg = DataConfig(pool_size=40, image_size=16, tasks=["denoise_25", "denoise_50"])
+    m = make_split(cfg, "instances", ["dl-000001", "dl-000002"], held_out=30)
+    c, what = split_candidates(m)
+    assert {g: len(v) for g, v in c.items()} == {"forgotten": 4, "kept": 76, "nonmembers": 60}
+    assert "pooled over tasks" in what and "budget" not in what
+    c, what = split_candidates(m, max_pixels=100 * 16 * 16)  # one task only, all images
+    assert {g: len(v) for g, v in c.items()} == {"forgotten": 2, "kept": 38, "nonmembers": 30}
+    assert "not denoise_50 (pixel budget)" in what
+    c, _ = split_candidates(m, max_pixels=42 * 16 * 16)  # one task, fewer kept/non-members
+    assert {g: len(v) for g, v in c.items()} == {"forgotten": 2, "kept": 20, "nonmembers": 20}
+    assert split_candidates({**m, "kind": "classes"}) == (None, None)
+
+
 def test_missing_mia_reference_is_refused_before_any_work(tmp_path, tiny_opts):
     from forgetir.unlearn import run_unlearn
 
