@@ -17,7 +17,7 @@ from torch import nn
 from forgetir.checks import CHECKS, summary_lines
 from forgetir.checks.calibrated_membership import CalibratedMembershipCheck, attack_table
 from forgetir.document import Doc
-from forgetir.errors import InputFileError
+from forgetir.errors import InputFileError, IntegrityError
 from forgetir.scenarios import GROUPS
 from forgetir.shipped import WEIGHTS_DIR, shipped_split
 
@@ -148,6 +148,7 @@ def test_missing_mia_reference_is_refused_before_any_work(tmp_path, tiny_opts):
 def test_unlearn_on_the_memorisation_scenario_reports_the_attack_side_by_side(tmp_path, tiny_opts):
     from forgetir.report import write_report
     from forgetir.unlearn import run_unlearn
+    from forgetir.verify import verify_folder
 
     out = tmp_path / "run"
     opts = tiny_opts(
@@ -178,3 +179,8 @@ def test_unlearn_on_the_memorisation_scenario_reports_the_attack_side_by_side(tm
     md = (out / "report.md").read_text()
     section = md.split("Per-example membership attack")[1]
     assert "| UT |" in section and "| unlearned |" in section and "AUC deleted" in section
+    # the reference is a file the verdict rests on: a changed one is refused by verify
+    run["files"]["mia_reference"]["sha256"] = "0" * 64
+    (out / "run.json").write_text(json.dumps(run))
+    with pytest.raises(IntegrityError, match="membership-attack reference"):
+        verify_folder(out)
