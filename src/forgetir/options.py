@@ -58,6 +58,9 @@ class UnlearnOptions:
     relearn_steps: int = 20
     ain_max_steps: int = 100
     verify_eval_every: int = 5
+    # A checkpoint that saw none of an instance split's images: calibrates the per-example
+    # membership attack (forgetir.checks.calibrated_membership); None: uncalibrated attack.
+    mia_reference: str | None = None
     grids: bool = True
     quiet: bool = False
     # None: BEFORE's training data. "deadleaves" or a folder of images: data-free mode, every

@@ -67,7 +67,7 @@ from forgetir.metrics import describe_protocol
 from forgetir.progress import Progress, is_quiet
 from forgetir.provenance import software_versions
 from forgetir.records import RunRecord, json_safe
-from forgetir.runs import RUN_JSON, RunFolder, hash_check, read_json, resolve
+from forgetir.runs import CHECKPOINT_ROLES, RUN_JSON, RunFolder, hash_check, read_json, resolve
 
 __all__ = [
     "FILES_DIR",
@@ -164,7 +164,7 @@ def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any])
         "parent_checkpoint": hash_check(run_dir, run.get("parent")),
         "ut_checkpoint": hash_check(run_dir, run.get("ut")),
         "run_files": {
-            role: hash_check(run_dir, rec, own=True)
+            role: hash_check(run_dir, rec, own=role not in CHECKPOINT_ROLES)
             for role, rec in (run.get("files") or {}).items()
         }
         or "not recorded (run made by an older forgetir)",
@@ -190,7 +190,7 @@ def _refuse_changed_files(folder: RunFolder, run: RunRecord) -> None:
     """Refuse a run folder any of whose recorded files changed (a file not present here, such
     as a parent on another machine, is reported as not re-checked in the audit manifest)."""
     for role, record in folder.recorded(run).items():
-        check = hash_check(folder.path, record, own=role not in ("parent", "ut"))
+        check = hash_check(folder.path, record, own=role not in CHECKPOINT_ROLES)
         if check is not None and str(check.get("check")).startswith("MISMATCH"):
             raise IntegrityError(
                 f"{role} file {record.path} of {folder.path} changed since the run was made "

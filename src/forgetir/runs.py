@@ -46,8 +46,15 @@ SPLIT_JSON, TESTSET_JSON, LOG_CSV = "split.json", "testset.json", "log.csv"
 MODEL, SIDECAR, GRIDS = "model.safetensors", "model.json", "grids"
 TESTSET_FORMAT = "forgetir-testset"
 # Roles of the files a verdict rests on, in the order they are checked and named.
-ROLES = ("parent", "ut", "split", "model", "model_sidecar", "test_set")
-ROLE_NAMES = {"parent": "parent (BEFORE)", "ut": "UT", "model": "unlearned model"}
+ROLES = ("parent", "ut", "split", "model", "model_sidecar", "test_set", "mia_reference")
+ROLE_NAMES = {
+    "parent": "parent (BEFORE)",
+    "ut": "UT",
+    "model": "unlearned model",
+    "mia_reference": "membership-attack reference (--mia-reference)",
+}
+# Roles that name a checkpoint outside the run folder (found as recorded, or by shipped: name).
+CHECKPOINT_ROLES = ("parent", "ut", "mia_reference")
 
 
 def read_json(run_dir: Path, name: str) -> Any:
@@ -210,8 +217,8 @@ class RunFolder:
 
     def locate(self, role: str, record: FileRecord) -> Path:
         """Where the file of ``record`` is now (shipped models by their ``shipped:`` name)."""
-        found = resolve(self.path, record.path, own=role not in ("parent", "ut"))
-        if found is None and role in ("parent", "ut"):
+        found = resolve(self.path, record.path, own=role not in CHECKPOINT_ROLES)
+        if found is None and role in CHECKPOINT_ROLES:
             from forgetir.shipped import resolve_checkpoint
 
             found = resolve_checkpoint(record.path)

@@ -53,6 +53,7 @@ __all__ = [
     "class_pairs",
     "class_skill",
     "instance_attack",
+    "split_candidates",
 ]
 
 GROUPS = ("forgotten", "kept", "nonmembers")
@@ -71,11 +72,12 @@ def _pool(desc: Mapping[str, Any], namespace: str) -> DeadLeavesPool:
 
 
 def candidate_pairs(
-    manifest: Mapping[str, Any], task: str, seed: int = CANDIDATE_SEED
+    manifest: Mapping[str, Any], task: str, seed: int = CANDIDATE_SEED, limit: int | None = None
 ) -> dict[str, list[Pair]]:
     """(degraded, clean) pairs of the forgotten, kept and non-member images of an instance split
     on dead leaves, each whole image degraded by ``task`` with seed
     ``degradation_seed(seed, task, image_id)``; the manifest's SHA-256s are checked.
+    ``limit``: at most that many images per group, the first ones in the manifest's order.
 
     Example:
         >>> from forgetir.config import DataConfig
@@ -95,7 +97,7 @@ def candidate_pairs(
     for group, part in _PARTS.items():
         pool = pools["test" if part == "test" else "train"]
         pairs = []
-        for e in manifest[part]["entries"]:
+        for e in manifest[part]["entries"][:limit]:
             i = pool.index_of(e["id"])
             if pool.sha256(i) != e["sha256"]:
                 raise ValueError(f"{e['id']}: image differs from the manifest's SHA-256")
@@ -104,6 +106,67 @@ def candidate_pairs(
             pairs.append((degraded, clean))
         out[group] = pairs
     return out
+
+
+def _budget(
+    counts: dict[str, int], tasks: list[str], px: int, max_pixels: int
+) -> tuple[dict[str, int], list[str]]:
+    """Fewer tasks, then fewer kept images and non-members (at least 8 each), until the
+    candidates' pixels (images x tasks x side^2) fit ``max_pixels``."""
+    per_task = sum(counts.values()) * px
+    tasks = tasks[: max(1, max_pixels // per_task)]
+    if per_task > max_pixels:
+        room = max(8, (max_pixels // px - counts["forgotten"]) // 2)
+        counts = {g: c if g == "forgotten" else min(c, room) for g, c in counts.items()}
+    return counts, tasks
+
+
+def split_candidates(
+    manifest: Mapping[str, Any], limit: int = 64, max_pixels: int = 2**20
+) -> tuple[dict[str, list[Pair]] | None, str | None]:
+    """The candidates of an instance split's forget tasks, pooled over the tasks, and a
+    description of them; ``(None, None)`` for a split the attack does not apply to (not an
+    instance split, no held-out ``test`` part, or not dead leaves).
+
+    At most ``limit`` images per group (the manifest's first); when all of them on every task
+    exceed ``max_pixels`` (64 images of 128x128: ~15 s per model for promptir-tiny on one
+    CPU thread), only the first tasks
+    that fit are used, and if one task is still too much, fewer kept images and non-members.
+
+    Example:
+        >>> from forgetir.config import DataConfig
+        >>> from forgetir.data.splits import make_split
+        >>> m = make_split(DataConfig(pool_size=3, image_size=16, tasks=["denoise_25"]),
+        ...                "instances", ["dl-000001"], held_out=2)
+        >>> c, what = split_candidates(m)
+        >>> len(c["nonmembers"]), what[:41]
+        (2, 'forgotten (deleted) images: 1, kept train')
+    """
+    desc = (manifest.get("source") or {}).get("clean") or {}
+    test = (manifest.get("test") or {}).get("source") or {}
+    if manifest.get("kind") != "instances" or not test:
+        return None, None
+    if desc.get("kind") != "deadleaves" or test.get("kind") != "deadleaves":
+        return None, None
+    all_tasks = list(manifest["forget"].get("tasks") or manifest["data"]["tasks"])
+    counts = {g: min(limit, len(manifest[part]["entries"])) for g, part in _PARTS.items()}
+    px = max(int(desc["image_size"]), int(test["image_size"])) ** 2
+    counts, tasks = _budget(counts, all_tasks, px, max_pixels)
+    out: dict[str, list[Pair]] = {g: [] for g in GROUPS}
+    for task in tasks:
+        for g, pairs in candidate_pairs(manifest, task, limit=max(counts.values())).items():
+            out[g] += pairs[: counts[g]]
+    size = desc.get("image_size")
+    left = [t for t in all_tasks if t not in tasks]
+    what = (
+        f"forgotten (deleted) images: {counts['forgotten']}, kept training images: "
+        f"{counts['kept']}, held-out non-members: {counts['nonmembers']} (dead leaves "
+        f"{size}x{size}, the split's first ones), each degraded by {', '.join(tasks)} "
+        f"(seed {CANDIDATE_SEED})"
+        + (", pooled over tasks" if len(tasks) > 1 else "")
+        + (f"; not {', '.join(left)} (pixel budget)" if left else "")
+    )
+    return out, what
 
 
 def _metrics_by_group(scores: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -309,7 +309,7 @@ def run_unlearn(
     if not forget and not split:
         raise InvalidInputError("give --forget TASK (a degradation type) or --split MANIFEST.json")
     forget = resolve_tasks(forget, "--forget") if forget else None
-    for spec in (checkpoint, ut):
+    for spec in (checkpoint, ut, opts.mia_reference):
         if spec is not None and not _is_live(spec):
             weights_file(resolve_checkpoint(spec))  # a missing checkpoint fails now
     if split:
@@ -356,7 +356,7 @@ def _unlearn(
     data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run of :func:`run_unlearn`, written into ``work``; paths recorded name ``out``."""
-    from forgetir.checkpoint import save_model, sha256_file
+    from forgetir.checkpoint import save_model, sha256_file, weights_file
     from forgetir.data.splits import build_split_datasets, manifest_sha256
     from forgetir.engine import Engine
     from forgetir.evaluate import (
@@ -471,6 +471,9 @@ def _unlearn(
     # Every file the verdict rests on, hashed now: verify and report refuse any that changes.
     # Paths are recorded where they will be once the run is moved into place.
     files = {**folder.own_files(), "test_set": folder.write_testset_manifest(test_sets)}
+    mia_path = weights_file(resolve_checkpoint(opts.mia_reference)) if opts.mia_reference else None
+    if mia_path is not None:
+        files["mia_reference"] = FileRecord(_final_path(mia_path, work, out), sha256_file(mia_path))
     usage = _expert_usage(before, model, ut_model, test_sets)
     run = RunRecord(
         method=opts.method,
@@ -504,9 +507,11 @@ def _unlearn(
     )
     verified = None
     if opts.verify:
+        mia = load_eval_model(mia_path, arch) if mia_path is not None else None
         verified = verify_model(
-            model, before, ut_model, datasets, test_sets, run, rows, folder, parent_meta
-        )
+            model, before, ut_model, datasets, test_sets, run, rows, folder, parent_meta,
+            manifest=manifest, mia_reference=mia,
+        )  # fmt: skip
         run = replace(run, verify=VERIFY_JSON)
     folder.write_run(run)
     if opts.grids:
@@ -580,6 +585,12 @@ _CLI_OPTIONS: dict[str, dict[str, Any]] = {
     "relearn_steps": {"type": int, "help": "fine-tuning steps of the relearning test"},
     "ain_max_steps": {"type": int, "help": "most fine-tuning steps of the anamnesis index"},
     "quiet": {"action": "store_true", "help": "no progress bar or tables"},
+    "mia_reference": {
+        "metavar": "CHECKPOINT",
+        "help": "a model that never saw the split's images (e.g. the parent of a memorising "
+        "BEFORE): calibrates the per-example membership attack of an instance split "
+        "(default: none, uncalibrated)",
+    },
 }
 
 
@@ -642,7 +653,7 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         ("method", "target", "steps", "batch_size", "patch_size", "lr", "seed", "threads"),
     )
-    add_options(parser, ("retain_budget", "forget_floor"))
+    add_options(parser, ("retain_budget", "forget_floor", "mia_reference"))
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
     parser.add_argument(
         "--seeds", type=int, default=1, help="run N seeds (seed-<s>/ folders) and report mean ± sd"

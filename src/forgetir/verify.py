@@ -50,6 +50,7 @@ from forgetir.options import options_from_dict
 from forgetir.provenance import utc_now
 from forgetir.records import FileRecord, ModelMeta, RunRecord, VerificationRecord, json_safe
 from forgetir.runs import MODEL, RUN_JSON, VERIFY_JSON, RunFolder
+from forgetir.scenarios import split_candidates
 from forgetir.shipped import resolve_checkpoint
 from forgetir.testbed import evaluation_sets, load_eval_model, model_meta
 
@@ -236,15 +237,20 @@ def verify_model(
     *,
     quiet: bool | None = None,
     reference: ReferenceStore | None = None,
+    manifest: Mapping[str, Any] | None = None,
+    mia_reference: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Every verification figure of one run's unlearned model; written to its ``verify.json``.
 
     ``datasets``: the split's ``forget``/``retain``(/``test``) training datasets (relearning
     samples; the membership attack of an instance split). ``folder``: its
     :class:`~forgetir.runs.RunFolder`. ``reference``: where UT's curves are cached (default:
-    beside the run's UT file, else the user cache).
+    beside the run's UT file, else the user cache). ``manifest``: the split manifest (the
+    per-example attack's candidate images); ``mia_reference``: the model that calibrates it
+    (recorded as the ``mia_reference`` option), or None for the uncalibrated attack.
     """
     opts = run.options
+    candidates, described = split_candidates(manifest) if manifest else (None, None)
     membership = None
     if "test" in datasets and run.split.kind == "instances":
         n = 16
@@ -286,6 +292,10 @@ def verify_model(
         seed=opts.get("seed", 0),
         quiet=bool(opts.get("quiet")) if quiet is None else quiet,
         reference=reference,
+        instance_candidates=candidates,
+        instance_description=described,
+        mia_reference=mia_reference,
+        mia_reference_name=opts.get("mia_reference") if mia_reference is not None else None,
     )
     folder.write_verification(result)
     return result
@@ -367,15 +377,17 @@ def verify_folder(
     log(
         f"relearning ({opts.get('relearn_steps')} steps), anamnesis index (up to "
         f"{opts.get('ain_max_steps')} steps per model), output gap"
-        + (", membership attack" if "test" in datasets else "")
+        + (", membership attacks" if "test" in datasets else "")
     )
     store = None
     if ut_model is not None and not recompute_ut:
         store = ReferenceStore.for_ut(run.ut.path if run.ut else None)
     meta = model_meta(paths["parent"])
+    mia = paths.get("mia_reference")
     result = verify_model(
         model, before, ut_model, datasets, test_sets, run, rows, folder, meta,
         quiet=quiet, reference=store if store is not None else ReferenceStore(None, None),
+        manifest=manifest, mia_reference=load_eval_model(mia, arch) if mia else None,
     )  # fmt: skip
     if store is not None and store.hits:
         log(f"UT's {' and '.join(store.hits)} curves read from its reference log")

@@ -1,7 +1,8 @@
 """The proof of forgetting as a registry of checks, each one figure (design notes, section 8).
 
 ``CHECKS`` holds them in the order they run and render: gaps, output gap, relearning,
-anamnesis index, membership (population attack), cost. :func:`run_checks` computes every check
+anamnesis index, membership (population attack, the baseline), the per-example calibrated
+membership attack, cost. :func:`run_checks` computes every check
 that applies to a run; ``forgetir verify``'s summary, the audit manifest's figures and the
 report's verification section are loops over the same registry. The verdict
 (:mod:`forgetir.checks.verdict`) is decided after them and shown first.
@@ -11,7 +12,7 @@ subclass and add it to ``CHECKS`` below (explicitly: no module scanning).
 
 Example:
     >>> CHECKS.names()[:3]
-    ['anamnesis', 'cost', 'gaps']
+    ['anamnesis', 'calibrated_membership', 'cost']
     >>> list(CHECKS)[:2]
     ['gaps', 'output_gap']
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 from forgetir.checks.anamnesis import AnamnesisCheck
 from forgetir.checks.base import Check, Context, figure
+from forgetir.checks.calibrated_membership import CalibratedMembershipCheck
 from forgetir.checks.cost import CostCheck
 from forgetir.checks.gaps import GapsCheck
 from forgetir.checks.membership import MembershipCheck
@@ -39,6 +41,7 @@ for _check in (
     RelearnCheck(),
     AnamnesisCheck(),
     MembershipCheck(),
+    CalibratedMembershipCheck(),
     CostCheck(),
 ):
     CHECKS.add(_check.name, _check)

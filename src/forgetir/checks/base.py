@@ -109,6 +109,9 @@ class Context:
     ``membership``: ``{"members", "nonmembers", "forgotten"}`` pairs (instance forgetting).
     ``cost_info``: keyword arguments of :func:`forgetir.checks.cost.cost`.
     ``reference``: UT's cached curves (:mod:`forgetir.checks.reference`), or None to compute.
+    ``instance_candidates``: ``{"forgotten", "kept", "nonmembers"}`` whole-image pairs of an
+    instance split (the per-example attack); ``mia_reference``: a model that saw none of them
+    (its calibration; None: uncalibrated), named ``mia_reference_name``.
     ``results``: the results of the checks run so far, by name.
     """
 
@@ -135,6 +138,10 @@ class Context:
     reference: Any = None
     # The unlearned forget-test PSNR of each seed, where a run has several (verdict interval).
     seed_forget_psnr: Sequence[float] | None = None
+    instance_candidates: Mapping[str, Any] | None = None
+    instance_description: str | None = None
+    mia_reference: nn.Module | None = None
+    mia_reference_name: str | None = None
     results: dict[str, Any] = field(default_factory=dict)
     # Work shared between checks (e.g. the anamnesis runs that relearning reads its prefix off).
     cache: dict[str, Any] = field(default_factory=dict)
