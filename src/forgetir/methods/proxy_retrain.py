@@ -58,6 +58,7 @@ from torch import nn
 
 from forgetir.config import ConfigError
 from forgetir.methods.base import Batch, MethodConfig, UnlearningMethod, l1, psnr_mean, require
+from forgetir.methods.masking import GradientMask
 from forgetir.methods.registry import register_method
 
 FORGET_TARGETS = ("identity", "reference")
@@ -105,7 +106,7 @@ def saliency_ratio(
 
 
 @register_method("proxy-retrain")
-class ProxyRetrain(UnlearningMethod):
+class ProxyRetrain(GradientMask, UnlearningMethod):
     """Distil UT's predictable behaviour (BEFORE on retain, identity on forget) into the weights
     that carry the forget task, after scrambling them."""
 
@@ -163,33 +164,21 @@ class ProxyRetrain(UnlearningMethod):
 
     def prepare(self, forget_batch: Batch | None, retain_batch: Batch | None) -> None:
         """Mask the top ``keep_ratio`` weights by saliency, perturb them, hook the mask on."""
-        self.remove_hooks()
+        self.remove_hooks()  # the saliency gradients must not pass through an old mask
         x_f, x_r = self._inputs(forget_batch, retain_batch)
         scores = self._saliency(x_f, x_r)
         flat = torch.cat([s.flatten().float() for s in scores])
         keep = math.ceil(self.cfg.keep_ratio * flat.numel())
         t = flat.kthvalue(flat.numel() - keep + 1).values
-        self.masks = [(s >= t).to(p.dtype) for s, p in zip(scores, self._params, strict=True)]
+        masks = [(s >= t).to(p.dtype) for s, p in zip(scores, self._params, strict=True)]
         with torch.no_grad():
-            for p, m in zip(self._params, self.masks, strict=True):
+            for p, m in zip(self._params, masks, strict=True):
                 if self.cfg.perturb > 0 and p.numel() > 1:
                     noise = torch.randn(
                         p.shape, generator=self.generator, device=self.generator.device
                     )
                     p.add_(noise.to(p) * p.std() * self.cfg.perturb * m)
-        for p, m in zip(self._params, self.masks, strict=True):
-            self._handles.append(p.register_hook(lambda g, m=m: g * m))
-
-    def remove_hooks(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def mask_fraction(self) -> float:
-        """Fraction of trainable weights free to move (after :meth:`prepare`)."""
-        if self.masks is None:
-            raise RuntimeError("proxy-retrain: call prepare(forget_batch, retain_batch) first")
-        return sum(float(m.sum()) for m in self.masks) / sum(m.numel() for m in self.masks)
+        self.set_masks(masks)
 
     def _loss(self, forget_batch: Batch | None, retain_batch: Batch | None) -> dict[str, Any]:
         if self.masks is None:

@@ -41,6 +41,7 @@ from torch import nn
 
 from forgetir.config import ConfigError
 from forgetir.methods.base import Batch, MethodConfig, UnlearningMethod, l1
+from forgetir.methods.masking import GradientMask
 from forgetir.methods.registry import get_method, list_methods, register_method
 
 _NOT_WRAPPABLE = ("salun", "retrain")
@@ -61,7 +62,7 @@ class SalUnConfig(MethodConfig):
 
 
 @register_method("salun")
-class SalUn(UnlearningMethod):
+class SalUn(GradientMask, UnlearningMethod):
     """Weight-saliency mask from the forget-loss gradient applied to a wrapped method."""
 
     name = "salun"
@@ -123,10 +124,8 @@ class SalUn(UnlearningMethod):
 
     def prepare(self, forget_batch: Batch | None, retain_batch: Batch | None) -> None:
         """Compute the mask from ``forget_batch`` and hook it onto the parameters' gradients."""
-        self.remove_hooks()
-        self.masks = self.compute_mask(forget_batch)
-        for p, m in zip(self._params, self.masks, strict=True):
-            self._handles.append(p.register_hook(lambda g, m=m: g * m))
+        self.remove_hooks()  # the saliency gradients must not pass through an old mask
+        self.set_masks(self.compute_mask(forget_batch))
         self.base.prepare(forget_batch, retain_batch)
 
     def apply_mask(self) -> None:
@@ -136,18 +135,6 @@ class SalUn(UnlearningMethod):
         for p, m in zip(self._params, self.masks, strict=True):
             if p.grad is not None:
                 p.grad.mul_(m)
-
-    def remove_hooks(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def mask_fraction(self) -> float:
-        """Fraction of trainable weights left free to move."""
-        if self.masks is None:
-            raise RuntimeError("salun: call prepare(forget_batch, retain_batch) first")
-        kept = sum(float(m.sum()) for m in self.masks)
-        return kept / sum(m.numel() for m in self.masks)
 
     def _loss(self, forget_batch: Batch | None, retain_batch: Batch | None) -> dict[str, Any]:
         if self.masks is None:
