@@ -41,6 +41,14 @@ MY_NET = textwrap.dedent(
 )
 TINY = ["--steps", "2", "--batch-size", "2", "--patch-size", "32", "--quiet"]
 DATA = ["--data", "pool_size=6", "--data", "image_size=32", "--data", "test_max_side=32"]
+# The same tiny run through the Python API.
+TINY_API = {
+    "steps": 2,
+    "batch_size": 2,
+    "patch_size": 32,
+    "data": {"pool_size": 6, "image_size": 32, "test_max_side": 32},
+    "options": {"grids": False, "test_max_side": 32, "relearn_steps": 2, "ain_max_steps": 2},
+}
 
 
 @pytest.fixture
@@ -87,11 +95,7 @@ def test_python_api_runs_a_live_module_with_its_encoder(my_net, tmp_path, monkey
         method="encoder-noise",
         encoder="encoder",
         out=tmp_path / "api-run",
-        steps=2,
-        batch_size=2,
-        patch_size=32,
-        data={"pool_size": 6, "image_size": 32, "test_max_side": 32},
-        options={"grids": False, "test_max_side": 32, "relearn_steps": 2, "ain_max_steps": 2},
+        **TINY_API,
     )
     assert result.report is not None and result.report["html"].is_file()
     # encoder-noise trains the encoder only; the caller's module is untouched.
@@ -164,11 +168,7 @@ def test_a_model_that_takes_the_task_as_input_is_fed_one_fixed_condition(tmp_pat
         method="finetune",
         condition={"task": "restore"},
         out=tmp_path / "run",
-        steps=2,
-        batch_size=2,
-        patch_size=32,
-        data={"pool_size": 6, "image_size": 32, "test_max_side": 32},
-        options={"grids": False, "test_max_side": 32, "relearn_steps": 2, "ain_max_steps": 2},
+        **TINY_API,
     )
     # Only the branch of the fixed condition was fed, hence trained.
     unlearned, before = result.model, load_model(result.run_dir / "before.safetensors")

@@ -56,7 +56,7 @@ def test_unlearn_errors(parent, tmp_path, tiny_opts):
 def test_split_test_sets_hold_each_part_and_task():
     from forgetir.config import DataConfig
     from forgetir.data.splits import build_split_datasets, make_split
-    from forgetir.unlearn import _split_test_sets, split_set_names
+    from forgetir.testbed import split_set_names, split_test_sets
 
     data = DataConfig(
         tasks=["inpaint_4", "denoise_25"],
@@ -66,7 +66,7 @@ def test_split_test_sets_hold_each_part_and_task():
         patch_size=32,
     )
     ds = build_split_datasets(make_split(data, "class", ["stripes"]), 32)
-    sets = _split_test_sets(ds, n=6)
+    sets = split_test_sets(ds, n=6)
     assert split_set_names(sets) == (
         ["forget:inpaint_4", "forget:denoise_25"],
         ["retain:inpaint_4", "retain:denoise_25"],

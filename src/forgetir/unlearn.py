@@ -54,11 +54,8 @@ from forgetir.testbed import (
     model_meta,
     parent_data_config,
     split_set_names,
-    split_test_sets,
 )
 from forgetir.verify import summarize, verify_model
-
-_split_test_sets = split_test_sets  # the former private name, for existing callers
 
 INPUT_ROW = "input"
 

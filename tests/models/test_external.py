@@ -31,9 +31,6 @@ def my_net(tmp_path: Path) -> Path:
     return path
 
 
-""" + open('/tmp/d_moved.py').read() + """
-
-
 def test_model_module_errors(tmp_path, my_net):
     with pytest.raises(InvalidInputError, match="give FILE.py:FACTORY"):
         external.register_module_factory(str(my_net))
