@@ -1,7 +1,9 @@
 """Issue 11's table: does a method land on UT, keep every retained task and resist relearning?
 
-For each forget type (dehaze, derain, denoise) of the shipped testbed (``shipped:before`` with
-``shipped:ut-*`` as the judge, never used while unlearning) and each method
+For each forget type (dehaze, derain, denoise) of a shipped testbed (``--testbed promptir``:
+``shipped:before`` with ``shipped:ut-*`` as the judge, never used while unlearning;
+``--testbed adair``: ``shipped:adair-before`` with ``shipped:adair-ut-*``, another architecture
+trained twice as long) and each method
 
 - the seed paper's accurate-forgetting (collapse target),
 - accurate-forgetting with the retrain-like (identity) target,
@@ -18,8 +20,10 @@ steps here), and the cost (steps as % of BEFORE's training steps).
 Cells are appended to ``--results`` (JSON lines) as they finish, and cells already there are
 not rerun: the job can be stopped and resumed, and ``--table-only`` prints what is there.
 
-Run: PYTHONPATH=src python benchmarks/bench_forgetting.py --threads 1 [--seeds 3]
-     [--types dehaze derain denoise] [--results runs/bench-forgetting/cells.jsonl]
+The step budget defaults to 2% of BEFORE's training steps (30 for promptir, 60 for adair).
+
+Run: PYTHONPATH=src python benchmarks/bench_forgetting.py --threads 1 [--testbed adair]
+     [--seeds 3] [--types dehaze derain denoise] [--results runs/bench-forgetting/cells.jsonl]
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 
 import torch
 
-from forgetir.cells import FORGET_TYPES, CellOptions, replace_opts, run_cell
+from forgetir.cells import FORGET_TYPES, CellOptions, before_steps, replace_opts, run_cell
 from forgetir.seeds import format_difference, format_mean_sd, mean_sd
 
 # label -> (method, target, hyperparameters, clean source)
@@ -43,6 +47,26 @@ METHODS: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
     "proxy-retrain (ours)": ("proxy-retrain", "collapse", {}, None),
     "proxy-retrain, data-free": ("proxy-retrain", "collapse", {}, "deadleaves"),
 }
+
+
+# name -> (BEFORE, UT name prefix, description)
+TESTBEDS: dict[str, tuple[str, str, str]] = {
+    "promptir": ("shipped:before", "shipped:ut-", "promptir-tiny BEFORE (1500 steps x batch 8)"),
+    "adair": (
+        "shipped:adair-before",
+        "shipped:adair-ut-",
+        "adair-tiny BEFORE (3000 steps x batch 8)",
+    ),
+}
+
+
+def testbed_options(name: str, steps: int | None) -> CellOptions:
+    """Cell options of testbed ``name``; ``steps`` None: 2% of BEFORE's training steps."""
+    before, ut, _ = TESTBEDS[name]
+    uts = {t: f"{ut}{t}" for t in FORGET_TYPES}
+    if steps is None:
+        steps = round(0.02 * before_steps(before))
+    return CellOptions(steps=steps, before=before, ut=uts)
 
 
 def _done(path: Path) -> list[dict[str, Any]]:
@@ -141,17 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--types", nargs="+", default=list(FORGET_TYPES), choices=list(FORGET_TYPES))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--testbed", default="promptir", choices=list(TESTBEDS))
     p.add_argument("--results", default="runs/bench-forgetting/cells.jsonl")
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=None, help="default: 2%% of BEFORE's steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--table-only", action="store_true", help="print the table of --results")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    base = CellOptions(steps=args.steps)
+    base = testbed_options(args.testbed, args.steps)
     cells = _done(Path(args.results)) if args.table_only else run_all(args, base)
     o = base
     print(
-        f"\nshipped testbed: promptir-tiny BEFORE (1500 steps x batch 8) vs shipped:ut-*; "
+        f"\nshipped testbed: {TESTBEDS[args.testbed][2]} vs {TESTBEDS[args.testbed][1]}*; "
         f"{o.steps} unlearning steps x batch {o.batch_size} at {o.patch_size}x{o.patch_size}; "
         f"relearning attack: {o.relearn_steps} Adam steps (lr 2e-4) on {o.relearn_patches} "
         "forget patches, forget PSNR regained on the dead-leaves test set. "

@@ -42,7 +42,7 @@ def test_shipped_model_loads_with_its_training_record(name):
     path = resolve_checkpoint(f"shipped:{name}")
     model = load_model(path)  # verifies the recorded sha256
     meta = read_sidecar(path)
-    assert meta["arch"] == "promptir-tiny"
+    assert meta["arch"] == ("adair-tiny" if name.startswith("adair-") else "promptir-tiny")
     assert _train_argv(name, Path("x"))[:3] == ["train", "--config", "cpu"]
     for key in ("seed", "step", "wall_time", "train_pool", "config"):
         assert key in meta, key
@@ -92,6 +92,9 @@ def test_resolve_errors_list_the_shipped_names():
     assert ut_name_for(["dehaze"]) == "shipped:ut-dehaze"
     assert ut_name_for(["denoise_15", "denoise_25", "denoise_50"]) == "shipped:ut-denoise"
     assert ut_name_for(["denoise_15"]) is None
+    # The second testbed's UT models go with its own BEFORE.
+    assert ut_name_for(["derain"], "shipped:adair-before") == "shipped:adair-ut-derain"
+    assert ut_name_for(["derain"], "runs/x/model.safetensors") is None
 
 
 @pytest.mark.slow
@@ -103,4 +106,5 @@ def test_recorded_command_reruns(name, tmp_path):
     if not shipped_split(name):  # a split fixes its pool: only an unsplit one may shrink
         argv.append("data.pool_size=8")
     assert main(argv) == 0
-    assert read_sidecar(tmp_path / "run" / "model.safetensors")["arch"] == "promptir-tiny"
+    arch = read_sidecar(resolve_checkpoint(f"shipped:{name}"))["arch"]
+    assert read_sidecar(tmp_path / "run" / "model.safetensors")["arch"] == arch

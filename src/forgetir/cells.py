@@ -78,6 +78,14 @@ def _model(spec: str) -> nn.Module:
     return load_eval_model(spec)
 
 
+def before_steps(spec: str) -> float:
+    """BEFORE's training steps, from its sidecar (nan if it does not say)."""
+    from forgetir.testbed import model_meta
+
+    meta = model_meta(spec)
+    return float(meta.steps) if meta is not None and meta.steps else float("nan")
+
+
 def ut_spec(forget_type: str, opts: CellOptions) -> str:
     """The UT checkpoint of ``forget_type``: ``opts.ut`` or the shipped one."""
     return opts.ut.get(forget_type, f"shipped:ut-{forget_type}")
@@ -340,7 +348,6 @@ def run_cell(method: str, forget_type: str, seed: int, opts: CellOptions) -> dic
     if forget_type not in FORGET_TYPES:
         raise ValueError(f"unknown forget type {forget_type!r}; valid: {', '.join(FORGET_TYPES)}")
     model, log = unlearn_copy(method, forget_type, seed, opts)
-    before_steps = (_model(opts.before).forgetir_meta or {}).get("step") or float("nan")
     out: dict[str, Any] = {
         "method": method,
         "target": opts.target,
@@ -348,7 +355,7 @@ def run_cell(method: str, forget_type: str, seed: int, opts: CellOptions) -> dic
         "forget_type": forget_type,
         "seed": seed,
         "steps": opts.steps,
-        "step_fraction": opts.steps / before_steps,
+        "step_fraction": opts.steps / before_steps(opts.before),
         "wall_s": log["wall_s"],
         "lr": log["lr"],
         "eval": {name: score(model, forget_type, name, opts) for name in opts.eval_sets},

@@ -8,6 +8,10 @@ of a deletion request of 16 training images, whose split manifest ships beside i
 dead leaves of three content classes and ``shipped:inpaint-ut-stripes`` its retrain without the
 ``stripes`` class (the content-class setting of ``forgetir reproduce``).
 
+The second testbed: ``shipped:adair-before`` is ``adair-tiny`` trained by the same recipe for
+3000 steps (twice as long), with ``shipped:adair-ut-dehaze`` / ``adair-ut-derain`` /
+``adair-ut-denoise`` its UT models.
+
 Scenario models (fine-tuned from ``inpaint-before``, see :mod:`forgetir.scenarios`):
 ``shipped:mem-before`` memorises the 32 training images of a deletion request's split and
 ``shipped:mem-ut`` is the same recipe without the 16 deleted ones (the split, with members,
@@ -41,7 +45,13 @@ SHIPPED = (
     "mem-ut",
     "class-before",
     "class-ut-motif",
+    "adair-before",
+    "adair-ut-dehaze",
+    "adair-ut-derain",
+    "adair-ut-denoise",
 )
+# Shipped all-in-one BEFORE models -> the name prefix of their UT models.
+UT_PREFIX = {"before": "ut-", "adair-before": "adair-ut-"}
 # Scenario models, fine-tuned on 32x32 images for one purpose (recalling a deletion request's
 # images; a class prior), not as general inpainters: on held-out 64-px images they fill the
 # centre hole no better than the grey fill (tests/test_scenarios.py checks what they are for).
@@ -49,18 +59,24 @@ SCENARIO_MODELS = ("mem-before", "mem-ut", "class-before", "class-ut-motif")
 PREFIX = "shipped:"
 
 
-def ut_name_for(forget_tasks: list[str]) -> str | None:
-    """The shipped UT model that was trained without ``forget_tasks`` (None if none matches)."""
-    families = {"dehaze": "dehaze", "derain": "derain"}
-    names = {families.get(t, "denoise" if t.startswith("denoise") else t) for t in forget_tasks}
-    if len(names) != 1:
+def ut_name_for(forget_tasks: list[str], parent: str = "shipped:before") -> str | None:
+    """The shipped UT model of shipped BEFORE ``parent`` that was trained without
+    ``forget_tasks`` (None if none matches).
+
+    Example:
+        >>> ut_name_for(["derain"], "shipped:adair-before")
+        'shipped:adair-ut-derain'
+    """
+    prefix = UT_PREFIX.get(parent.removeprefix(PREFIX)) if parent.startswith(PREFIX) else None
+    names = {"denoise" if t.startswith("denoise") else t for t in forget_tasks}
+    if prefix is None or len(names) != 1:
         return None
-    name = f"ut-{names.pop()}"
-    if name not in SHIPPED:
+    family = names.pop()
+    if f"{prefix}{family}" not in SHIPPED:
         return None
-    if name == "ut-denoise" and set(forget_tasks) != {"denoise_15", "denoise_25", "denoise_50"}:
+    if family == "denoise" and set(forget_tasks) != {"denoise_15", "denoise_25", "denoise_50"}:
         return None
-    return PREFIX + name
+    return f"{PREFIX}{prefix}{family}"
 
 
 def resolve_checkpoint(spec: str | Path) -> Path:
