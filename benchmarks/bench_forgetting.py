@@ -108,9 +108,10 @@ def _relearn(cells: list[dict[str, Any]]) -> str:
 def table(cells: list[dict[str, Any]], set_name: str, types: list[str]) -> str:
     """The markdown table of one evaluation set."""
     lines = [
-        "| forget | method | n | forget PSNR (UT) | forget − UT | worst retained Δ | "
-        "output gap / BEFORE's | relearned in 20 steps, dB (UT's) | steps (% of BEFORE's) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| forget | method | n | forget PSNR (UT) | forgotten (BEFORE − it) | forget − UT | "
+        "worst retained Δ | output gap / BEFORE's | relearned in 20 steps, dB (UT's) | "
+        "steps (% of BEFORE's) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in types:
         for label in METHODS:
@@ -123,6 +124,7 @@ def table(cells: list[dict[str, Any]], set_name: str, types: list[str]) -> str:
             ut = ev[0]["ut_forget_psnr"]
             lines.append(
                 f"| {t} | {label} | {len(mine)} | {f:.2f} ({ut:.2f}) | "
+                f"{format_mean_sd([e['before_forget_psnr'] - e['forget_psnr'] for e in ev])} | "
                 f"{format_difference([e['forget_vs_ut'] for e in ev])} | "
                 f"{format_difference([e['worst_retain_delta'] for e in ev])} | "
                 f"{format_mean_sd([e['gap_ratio'] for e in ev])} | {_relearn(mine)} | "
