@@ -50,12 +50,12 @@ from forgetir.reproduce.grid import (
     ReproduceOptions,
     SplitSpec,
     _hms,
-    build_plan,
     format_grid,
     select_cells,
 )
 from forgetir.reproduce.run import check_inputs, ensure_split, run_cell, run_plan
 from forgetir.reproduce.summary import build_summary, format_summary, write_summary
+from forgetir.reproduce.table import build_plan
 
 __all__ = [
     "FORGET_TYPES",
