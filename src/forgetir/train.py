@@ -120,7 +120,8 @@ def run_train(
     with the degraded-input row, go into the sidecar.
     """
     from forgetir.checkpoint import save_model
-    from forgetir.data.pipeline import build_train_dataset, make_train_loader, train_tasks
+    from forgetir.data.datasets import build_train_dataset
+    from forgetir.data.pipeline import make_train_loader, train_tasks
     from forgetir.evaluate import (
         INPUT_ROW,
         describe_test_sets,
