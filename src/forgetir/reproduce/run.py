@@ -28,13 +28,8 @@ from forgetir.reproduce.grid import (
     is_done,
     select_cells,
 )
-from forgetir.reproduce.summary import (
-    _mean_psnr,
-    _quality,
-    _read,
-    _worst_retain_change,
-    write_summary,
-)
+from forgetir.reproduce.results import cell_quality, mean_psnr, read_result, worst_retain_change
+from forgetir.reproduce.summary import write_summary
 
 # ------------------------------------------------------------------------------ checks
 
@@ -123,7 +118,7 @@ def cell_spec(plan: Plan, cell: Cell) -> dict[str, Any]:
 def _stale_cells(plan: Plan, cells: Sequence[Cell]) -> list[str]:
     stale = []
     for c in cells:
-        run = _read(plan.cell_dir(c) / "run.json") if is_done(plan, c) else None
+        run = read_result(plan.cell_dir(c) / "run.json") if is_done(plan, c) else None
         if run is not None and run.get("reproduce_cell") != cell_spec(plan, c):
             stale.append(c.name)
     return stale
@@ -325,17 +320,17 @@ def run_plan(
 
 def _headline(plan: Plan, cell: Cell, run: dict[str, Any]) -> str:
     """One line of results for the progress log: forget PSNR against BEFORE and UT."""
-    q = _quality(plan, cell)
+    q = cell_quality(plan, cell)
     if q is None or not run.get("forget_tasks"):
         return ""
     rows = q["rows"]
     f = run["forget_tasks"]
     parts = [
-        f"{r} {_mean_psnr(rows.get(k), f):.2f}"
+        f"{r} {mean_psnr(rows.get(k), f):.2f}"
         for k, r in (("unlearned", "forget PSNR"), ("BEFORE", "BEFORE"), ("UT", "UT"))
         if k in rows
     ]
-    drop = _worst_retain_change(rows, run.get("retain_tasks") or [])
+    drop = worst_retain_change(rows, run.get("retain_tasks") or [])
     if drop is not None:
         parts.append(f"worst retained change {drop:+.2f} dB")
     return ": " + ", ".join(parts)
