@@ -5,6 +5,7 @@ checkpoints (:mod:`.resume`)."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 import time
 import warnings
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from forgetir.atomic import remove_orphan_temps
 from forgetir.config import AT_LEAST_ONE, ConfigError, OptimConfig, TrainConfig, check_range
@@ -187,8 +189,6 @@ class Engine:
         """Leave the process group if this engine created it (call once, at the end)."""
         self.model = self.raw  # drop the DDP wrapper: its reducer holds work on the group
         if self.dist.created_group and dist.is_initialized():
-            import gc
-
             gc.collect()
             # All ranks tear Gloo down together: a rank leaving while its peer is still
             # exchanging can abort the peer ("terminate called without an active exception").
@@ -221,8 +221,6 @@ class Engine:
     def _wrap(self) -> None:
         model: nn.Module = self.raw
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             # Depthwise convs' (C,1,k,k) grads have strides that differ from the bucket's only
             # along a size-1 dimension: harmless, but DDP warns on every step.
             warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")

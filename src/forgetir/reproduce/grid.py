@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetir.errors import InvalidInputError
+from forgetir.shipped import resolve_checkpoint
 
 SCALES = ("cpu", "paper")
 FORGET_TYPES = ("dehaze", "derain", "denoise")
@@ -213,8 +214,6 @@ def is_done(plan: Plan, cell: Cell) -> bool:
 
 
 def _resolved(plan: Plan, ref: str) -> Path:
-    from forgetir.shipped import resolve_checkpoint
-
     return resolve_checkpoint(plan.model_path(ref) or "")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from forgetir.config import parse_override
 from forgetir.methods import TARGETS
+from forgetir.models.external import register_module_factory
 from forgetir.options import UnlearnOptions, option_name
 from forgetir.unlearn.run import run_unlearn, run_unlearn_seeds
 
@@ -126,8 +127,6 @@ def unlearn_command(args: argparse.Namespace) -> int:
     out = args.out or f"runs/unlearn-{args.method}-{what}"
     checkpoint, arch = args.checkpoint or "shipped:before", args.arch
     if args.model_module:
-        from forgetir.models.external import register_module_factory
-
         name = register_module_factory(args.model_module)
         checkpoint, arch = args.checkpoint or f"fresh:{name}", arch or name
     kwargs = {
