@@ -55,6 +55,7 @@ from forgetir.reproduce.grid import (
     format_grid,
     select_cells,
 )
+from forgetir.reproduce.results import before_training_cost
 from forgetir.reproduce.run import check_inputs, ensure_split, run_cell, run_plan
 from forgetir.reproduce.summary import build_summary, format_summary, write_summary
 from forgetir.reproduce.table import build_plan
@@ -68,6 +69,7 @@ __all__ = [
     "ReproduceOptions",
     "SplitSpec",
     "add_reproduce_arguments",
+    "before_training_cost",
     "build_plan",
     "build_summary",
     "check_inputs",
