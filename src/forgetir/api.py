@@ -36,6 +36,7 @@ import safetensors.torch
 from torch import nn
 
 from forgetir.errors import InvalidInputError
+from forgetir.models.external import register_instance, set_condition, set_encoder
 
 
 @dataclass
@@ -84,7 +85,8 @@ def unlearn_model(
     have been trained on (``{"pool_size": 64}``, see :func:`prepare_checkpoint`); ``options``
     sets any other field of :class:`forgetir.unlearn.UnlearnOptions` (``lr``, ``seed``, ...).
     """
-    from forgetir.models.external import register_instance, set_condition, set_encoder
+    # Function-level: `import forgetir` re-exports this module and must stay light; the run
+    # commands (torch data pipeline, methods, verification, report) load on first use.
     from forgetir.unlearn import UnlearnOptions, run_unlearn
 
     if not isinstance(model, nn.Module):
@@ -95,18 +97,7 @@ def unlearn_model(
         raise InvalidInputError(f"unknown option(s) {unknown}; valid: {', '.join(sorted(valid))}")
     tasks = [forget] if isinstance(forget, str) else list(forget) if forget else None
     run_dir = Path(out or f"runs/unlearn-{method}-{'-'.join(tasks or ['split'])}")
-    own = copy.deepcopy(model).eval()  # never touch the caller's module
-    if encoder is not None:
-        set_encoder(own, encoder)
-    if condition is not None:
-        if len(condition) != 1:
-            raise InvalidInputError(f"condition takes one argument=value, got {condition!r}")
-        [(argument, value)] = condition.items()
-        set_condition(own, argument, value)
-        if isinstance(ut, nn.Module):  # every row is fed the same way
-            ut = copy.deepcopy(ut)
-            set_condition(ut, argument, value)
-    register_instance(own, factory)
+    own, ut = _own_copies(model, ut, factory, encoder, condition)
     opts = UnlearnOptions(
         method=method,
         target=target,
@@ -126,7 +117,31 @@ def unlearn_model(
     own.load_state_dict(state)
     paths = None
     if report:
-        from forgetir.report import write_report
+        from forgetir.report import write_report  # function-level: see above
 
         paths = write_report(run_dir)
     return UnlearnResult(run_dir, run, own.eval(), paths)
+
+
+def _own_copies(
+    model: nn.Module,
+    ut: nn.Module | str | Path | None,
+    factory: str | None,
+    encoder: str | None,
+    condition: dict[str, Any] | None,
+) -> tuple[nn.Module, nn.Module | str | Path | None]:
+    """A copy of ``model`` (never the caller's module) with its encoder, condition and factory
+    set, and ``ut`` (a copy with the same condition, when it is a module)."""
+    own = copy.deepcopy(model).eval()  # never touch the caller's module
+    if encoder is not None:
+        set_encoder(own, encoder)
+    if condition is not None:
+        if len(condition) != 1:
+            raise InvalidInputError(f"condition takes one argument=value, got {condition!r}")
+        [(argument, value)] = condition.items()
+        set_condition(own, argument, value)
+        if isinstance(ut, nn.Module):  # every row is fed the same way
+            ut = copy.deepcopy(ut)
+            set_condition(ut, argument, value)
+    register_instance(own, factory)
+    return own, ut

@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,8 +42,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgetir.atomic import atomic_json, check_output_dir
+from forgetir.checkpoint import TORCH_SUFFIXES, load_model, save_model, sha256_file
 from forgetir.config import ConfigError, RunConfig, load_config, save_config, to_dict
+from forgetir.data.datasets import build_train_dataset
+from forgetir.data.pipeline import make_train_loader, resolve_tasks, train_tasks
+from forgetir.data.testsets import build_test_sets
 from forgetir.engine import RESUME_NAME, RESUME_NEXT_NAME, Engine, FitResult
+from forgetir.evaluate import (
+    INPUT_ROW,
+    describe_test_sets,
+    evaluate_degraded_input,
+    evaluate_model,
+    format_table,
+)
+from forgetir.models import create_model
+from forgetir.shipped import resolve_checkpoint
 
 POOL_MANIFEST = "train_pool.json"
 CONFIG_NAME = "config.yaml"
@@ -55,10 +69,6 @@ def build_model(cfg: RunConfig) -> nn.Module:
         >>> build_model(RunConfig()).forgetir_spec["name"]
         'promptir-tiny'
     """
-    from forgetir.checkpoint import TORCH_SUFFIXES, load_model
-    from forgetir.models import create_model
-    from forgetir.shipped import resolve_checkpoint
-
     if cfg.model.checkpoint:
         # "shipped:NAME" fine-tunes a packaged model (the scenario models' recorded recipes)
         path = resolve_checkpoint(cfg.model.checkpoint)
@@ -85,8 +95,6 @@ def _source_record(src: Any) -> dict[str, Any]:
 def write_pool_manifest(dataset: Any, path: Path, seed: int) -> dict[str, Any]:
     """``train_pool.json``: the clean images (and real pairs) training drew from, by id and
     SHA-256; returns the sidecar's reference to it (file, sha256, image count)."""
-    from forgetir.checkpoint import sha256_file
-
     record: dict[str, Any] = {"tasks": list(dataset.tasks), "seed": seed}
     n = 0
     if dataset.source is not None:
@@ -99,8 +107,6 @@ def write_pool_manifest(dataset: Any, path: Path, seed: int) -> dict[str, Any]:
 
 
 def _test_sets(cfg: RunConfig) -> dict[str, Any]:
-    from forgetir.data.testsets import build_test_sets
-
     return build_test_sets(cfg.data.test_set, cfg.data.tasks, cfg.data.test_max_side, cfg.data.root)
 
 
@@ -119,16 +125,6 @@ def run_train(
     ``cfg.data.tasks`` (excluded ones too: that is where UT is compared) and the metrics,
     with the degraded-input row, go into the sidecar.
     """
-    from forgetir.checkpoint import save_model
-    from forgetir.data.pipeline import build_train_dataset, make_train_loader, train_tasks
-    from forgetir.evaluate import (
-        INPUT_ROW,
-        describe_test_sets,
-        evaluate_degraded_input,
-        evaluate_model,
-        format_table,
-    )
-
     out = Path(out_dir)
     check_output_dir(out)  # before any work: a file in its place, not writable...
     tasks = train_tasks(cfg.data)  # validates tasks/exclude before any work
@@ -145,73 +141,7 @@ def run_train(
     engine = Engine(model, cfg.optim, cfg.train, out, config=config, meta=meta, quiet=quiet)
     existing = _entries(out)
     try:
-        engine.check_out_dir(resume)
-        dataset = build_train_dataset(cfg.data, seed=cfg.train.seed)
-        per_rank = engine.local_batch_size()
-        if engine.is_main and not (resume and (out / CONFIG_NAME).exists()):
-            # A resumed run keeps its file until fit() has checked the config still matches.
-            save_config(cfg, out / CONFIG_NAME)
-
-        def batches(start: int) -> Any:
-            return make_train_loader(
-                dataset,
-                per_rank,
-                start_step=start,
-                workers=cfg.data.workers,
-                rank=engine.rank,
-                world_size=engine.world_size,
-                seed=cfg.train.seed,
-                pin_memory=engine.device.type == "cuda",
-            )
-
-        test_sets = _test_sets(cfg) if engine.is_main else {}
-        source = describe_test_sets(test_sets) if test_sets else ""
-
-        def periodic_eval(net: nn.Module, step: int) -> dict[str, Any]:
-            res = evaluate_model(net, test_sets, protocol, engine.device)
-            return {t: {"psnr": m["psnr"], "ssim": m["ssim"]} for t, m in res.items()}
-
-        result: FitResult = engine.fit(
-            l1_loss,
-            batches,
-            resume=resume,
-            evaluate_fn=periodic_eval if cfg.train.eval_every else None,
-        )
-        path = out / "model.safetensors"
-        if engine.is_main:
-            rows = {
-                INPUT_ROW: evaluate_degraded_input(test_sets, protocol),
-                "model": evaluate_model(engine.raw, test_sets, protocol, engine.device),
-            }
-            save_config(cfg, out / CONFIG_NAME)
-            pool = write_pool_manifest(dataset, out / POOL_MANIFEST, cfg.train.seed)
-            metrics = {
-                "protocol": protocol,
-                "test_set": source,
-                "tasks": rows["model"],
-                INPUT_ROW: rows[INPUT_ROW],
-            }
-            path = save_model(
-                engine.raw,
-                path,
-                **meta,
-                metrics=metrics,
-                step=result.step,
-                steps=cfg.train.steps,
-                wall_time=round(result.total_time, 3),
-                stopped_early=result.stopped_early,
-                skipped_steps=result.skipped_steps,
-                world_size=engine.world_size,
-                train_pool=pool,
-                final_logs=result.logs,
-            )
-            if not quiet:
-                name = (
-                    "UT (no " + ", ".join(meta["excluded"]) + ")" if meta["excluded"] else "model"
-                )
-                rows[name] = rows.pop("model")
-                print(format_table(rows, protocol, source))
-                print(f"saved {path} ({result.step} steps, {result.total_time:.1f} s)")
+        path = _train_and_save(engine, cfg, out, resume, meta, quiet, protocol)
         engine.barrier()
         return path
     except BaseException:
@@ -220,6 +150,104 @@ def run_train(
         raise
     finally:
         engine.close()
+
+
+def _train_and_save(
+    engine: Engine,
+    cfg: RunConfig,
+    out: Path,
+    resume: bool,
+    meta: dict[str, Any],
+    quiet: bool,
+    protocol: str,
+) -> Path:
+    """Fit (with the periodic evaluation), then on rank 0 evaluate and save the model."""
+    engine.check_out_dir(resume)
+    dataset = build_train_dataset(cfg.data, seed=cfg.train.seed)
+    per_rank = engine.local_batch_size()
+    if engine.is_main and not (resume and (out / CONFIG_NAME).exists()):
+        # A resumed run keeps its file until fit() has checked the config still matches.
+        save_config(cfg, out / CONFIG_NAME)
+
+    def batches(start: int) -> Any:
+        return make_train_loader(
+            dataset,
+            per_rank,
+            start_step=start,
+            workers=cfg.data.workers,
+            rank=engine.rank,
+            world_size=engine.world_size,
+            seed=cfg.train.seed,
+            pin_memory=engine.device.type == "cuda",
+        )
+
+    test_sets = _test_sets(cfg) if engine.is_main else {}
+    source = describe_test_sets(test_sets) if test_sets else ""
+
+    def periodic_eval(net: nn.Module, step: int) -> dict[str, Any]:
+        res = evaluate_model(net, test_sets, protocol, engine.device)
+        return {t: {"psnr": m["psnr"], "ssim": m["ssim"]} for t, m in res.items()}
+
+    result: FitResult = engine.fit(
+        l1_loss,
+        batches,
+        resume=resume,
+        evaluate_fn=periodic_eval if cfg.train.eval_every else None,
+    )
+    path = out / "model.safetensors"
+    if engine.is_main:
+        path = _save_trained(
+            engine, cfg, out, dataset, test_sets, source, result, meta, quiet, protocol
+        )
+    return path
+
+
+def _save_trained(
+    engine: Engine,
+    cfg: RunConfig,
+    out: Path,
+    dataset: Any,
+    test_sets: dict[str, Any],
+    source: str,
+    result: FitResult,
+    meta: dict[str, Any],
+    quiet: bool,
+    protocol: str,
+) -> Path:
+    """Evaluate the trained model (and the degraded input) on ``test_sets`` (described by
+    ``source``), save it with its metrics and print the table."""
+    rows = {
+        INPUT_ROW: evaluate_degraded_input(test_sets, protocol),
+        "model": evaluate_model(engine.raw, test_sets, protocol, engine.device),
+    }
+    save_config(cfg, out / CONFIG_NAME)
+    pool = write_pool_manifest(dataset, out / POOL_MANIFEST, cfg.train.seed)
+    metrics = {
+        "protocol": protocol,
+        "test_set": source,
+        "tasks": rows["model"],
+        INPUT_ROW: rows[INPUT_ROW],
+    }
+    path = save_model(
+        engine.raw,
+        out / "model.safetensors",
+        **meta,
+        metrics=metrics,
+        step=result.step,
+        steps=cfg.train.steps,
+        wall_time=round(result.total_time, 3),
+        stopped_early=result.stopped_early,
+        skipped_steps=result.skipped_steps,
+        world_size=engine.world_size,
+        train_pool=pool,
+        final_logs=result.logs,
+    )
+    if not quiet:
+        name = "UT (no " + ", ".join(meta["excluded"]) + ")" if meta["excluded"] else "model"
+        rows[name] = rows.pop("model")
+        print(format_table(rows, protocol, source))
+        print(f"saved {path} ({result.step} steps, {result.total_time:.1f} s)")
+    return path
 
 
 def _entries(folder: Path) -> set[str] | None:
@@ -231,8 +259,6 @@ def _remove_unresumable(out: Path, existing: set[str] | None) -> None:
     """After a failed run: unless it left a checkpoint to ``--resume`` from, remove what it
     wrote (config.yaml, log.csv, tb/...) and the folder if it made it, so that nothing that
     looks like a result stays behind."""
-    import shutil
-
     if not out.is_dir() or any((out / n).exists() for n in (RESUME_NAME, RESUME_NEXT_NAME)):
         return
     for p in out.iterdir():
@@ -288,8 +314,6 @@ def _command_line(args: argparse.Namespace, out: Path) -> str:
 
 def train_command(args: argparse.Namespace) -> int:
     """``forgetir train``: load the config, apply overrides and ``--exclude``, run."""
-    from forgetir.data.pipeline import resolve_tasks
-
     cfg = load_config(args.config, args.overrides)
     if args.exclude:
         cfg.data.exclude = resolve_tasks([*cfg.data.exclude, *args.exclude], "--exclude")

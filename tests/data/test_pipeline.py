@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from forgetir.config import DataConfig
+from forgetir.data.datasets import build_train_dataset
 from forgetir.data.folders import image_folder, paired_folders
 from forgetir.data.io import ImageReadError, write_image
 from forgetir.data.pipeline import (
@@ -14,7 +15,6 @@ from forgetir.data.pipeline import (
     StepSampler,
     TaskPatchDataset,
     augment,
-    build_train_dataset,
     make_train_loader,
     resolve_tasks,
     task_id,

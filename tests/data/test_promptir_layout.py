@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from forgetir.config import DataConfig
+from forgetir.data.datasets import build_train_dataset
 from forgetir.data.io import write_image
-from forgetir.data.pipeline import build_train_dataset
 from forgetir.data.promptir_layout import PromptIRLayout, dehaze_clean_name, derain_clean_name
 
 

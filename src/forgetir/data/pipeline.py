@@ -46,6 +46,7 @@ from forgetir.data.folders import (
     paired_folders,
 )
 from forgetir.data.pool import CleanSource, DeadLeavesPool
+from forgetir.data.promptir_layout import PromptIRLayout
 from forgetir.degradations import degrade, list_tasks
 from forgetir.errors import MissingInputError
 from forgetir.threads import single_thread
@@ -57,7 +58,6 @@ __all__ = [
     "TaskPatchDataset",
     "augment",
     "build_sources",
-    "build_train_dataset",
     "item_seed",
     "make_train_loader",
     "resolve_tasks",
@@ -417,8 +417,6 @@ def build_sources(
     if cfg.source == "paired":
         return _paired_layout(_require_root(cfg), tasks)
     if cfg.source == "promptir":
-        from forgetir.data.promptir_layout import PromptIRLayout
-
         return PromptIRLayout(_require_root(cfg)).train_sources(tasks)
     raise ConfigError(f"unknown data.source {cfg.source!r}; valid choices: {', '.join(SOURCES)}")
 
@@ -431,54 +429,3 @@ def train_tasks(cfg: DataConfig) -> list[str]:
     if not kept:
         raise ConfigError(f"data.exclude={cfg.exclude} removes every task of data.tasks={tasks}")
     return kept
-
-
-def build_train_dataset(cfg: DataConfig, seed: int) -> TaskPatchDataset:
-    """The training dataset a run's data config describes (``exclude`` honoured: the UT model).
-
-    Example:
-        >>> from forgetir.config import ConfigError, DataConfig
-        >>> ds = build_train_dataset(DataConfig(pool_size=4, image_size=32, patch_size=16,
-        ...                                     exclude=["denoise"]), seed=0)
-        >>> ds.tasks
-        ['dehaze', 'derain']
-    """
-    tasks = train_tasks(cfg)
-    if cfg.workers < 0:
-        raise ConfigError(f"data.workers must be >= 0, got {cfg.workers}")
-    if cfg.split:
-        return _split_part(cfg, seed)
-    clean, pairs = build_sources(cfg, tasks)
-    return TaskPatchDataset(clean, tasks, cfg.patch_size, seed, paired=pairs, augment=cfg.augment)
-
-
-# Fields of the data config that decide which images exist: a split's must equal the run's.
-_SPLIT_DATA_FIELDS = ("source", "tasks", "pool_size", "pool_seed", "image_size", "content_classes")
-
-
-def _split_part(cfg: DataConfig, seed: int) -> TaskPatchDataset:
-    """``data.part`` of the split manifest ``data.split`` (hashes re-verified), e.g. the
-    retain images of a class split: what the UT of that split is trained on."""
-    from forgetir.data.splits import build_split_datasets, load_manifest  # imports this module
-
-    manifest = load_manifest(cfg.split, verify=True)
-    theirs = manifest["data"]
-    differ = [f for f in _SPLIT_DATA_FIELDS if f in theirs and theirs[f] != getattr(cfg, f)]
-    if cfg.root and theirs.get("root") and Path(theirs["root"]) != Path(cfg.root).resolve():
-        differ.append("root")
-    if differ:
-        raise ConfigError(
-            f"data.split={cfg.split} was made for other data: "
-            + "; ".join(
-                f"data.{f} is {getattr(cfg, f)!r} here, {theirs.get(f)!r} in the manifest"
-                for f in differ
-            )
-        )
-    if manifest["kind"] == "degradation":
-        raise ConfigError(
-            f"data.split={cfg.split} is a degradation split: train without those tasks with "
-            "data.exclude (--exclude) instead"
-        )
-    dataset = build_split_datasets(manifest, cfg.patch_size, seed=seed)[cfg.part]
-    dataset.augment = cfg.augment  # a training choice of the run, not part of the split
-    return dataset

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgetir.config import ConfigError, from_dict
+from forgetir.registry import Registry
 
 TARGETS = ("collapse", "retrain-like")
 Batch = dict[str, Any]
@@ -242,9 +243,7 @@ class UnlearningMethod:
         if target not in TARGETS:
             raise ConfigError(f"unknown forget target {target!r}; valid: {', '.join(TARGETS)}")
         if target == "retrain-like" and cls.retrain_like is None:
-            from forgetir.methods.registry import get_method, list_methods
-
-            able = [m for m in list_methods() if get_method(m).retrain_like is not None]
+            able = [m for m in METHODS.names() if METHODS.get(m).retrain_like is not None]
             raise ConfigError(
                 f"method {cls.name!r} supports the forget target 'collapse' only; "
                 f"methods that support 'retrain-like': {', '.join(able)}"
@@ -333,3 +332,8 @@ class UnlearningMethod:
     def retain_l1(self, retain_batch: Batch | None) -> torch.Tensor:
         x_r, y_r = self.retain_pair(retain_batch)
         return l1(self.net(x_r), y_r)
+
+
+# The registry of methods (filled by methods.registry.register_method); here, below the
+# registry module, so that check_target can name the methods without importing it.
+METHODS: Registry[type[UnlearningMethod]] = Registry("unlearning method")

@@ -21,10 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from forgetir.methods.base import UnlearningMethod
-from forgetir.registry import Registry
-
-METHODS: Registry[type[UnlearningMethod]] = Registry("unlearning method")
+from forgetir.methods.base import METHODS, UnlearningMethod
 
 
 def register_method(name: str) -> Callable[[type[UnlearningMethod]], type[UnlearningMethod]]:

@@ -40,6 +40,8 @@ import argparse
 import time
 from collections.abc import Sequence
 
+from forgetir.atomic import check_output_dir
+from forgetir.config import check_range
 from forgetir.reproduce.grid import (
     FORGET_TYPES,
     SCALES,
@@ -50,12 +52,14 @@ from forgetir.reproduce.grid import (
     ReproduceOptions,
     SplitSpec,
     _hms,
-    build_plan,
     format_grid,
     select_cells,
 )
+from forgetir.reproduce.results import before_training_cost
 from forgetir.reproduce.run import check_inputs, ensure_split, run_cell, run_plan
 from forgetir.reproduce.summary import build_summary, format_summary, write_summary
+from forgetir.reproduce.table import build_plan
+from forgetir.unlearn import UnlearnOptions, add_options, option_name
 
 __all__ = [
     "FORGET_TYPES",
@@ -65,6 +69,7 @@ __all__ = [
     "ReproduceOptions",
     "SplitSpec",
     "add_reproduce_arguments",
+    "before_training_cost",
     "build_plan",
     "build_summary",
     "check_inputs",
@@ -84,8 +89,6 @@ __all__ = [
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir reproduce``."""
-    from forgetir.unlearn import add_options
-
     parser.add_argument("--scale", default="cpu", choices=SCALES)
     parser.add_argument("--out", help="output folder (default: runs/reproduce-<scale>)")
     parser.add_argument("--list", action="store_true", help="print the cells and exit")
@@ -150,10 +153,6 @@ def parse_ut(items: Sequence[str]) -> dict[str, str]:
 
 
 def options_from_args(args: argparse.Namespace) -> ReproduceOptions:
-    from forgetir.atomic import check_output_dir
-    from forgetir.config import check_range
-    from forgetir.unlearn import UnlearnOptions, option_name
-
     # The options every cell's unlearning run takes, checked before the first cell runs.
     for name in ("steps", "batch_size", "patch_size", "test_max_side", "threads", "seed"):
         check_range(option_name(name), getattr(args, name), UnlearnOptions.RANGES.get(name))

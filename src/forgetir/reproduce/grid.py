@@ -1,14 +1,16 @@
-"""The experiment grid of ``forgetir reproduce``: options, cells, models, splits."""
+"""The experiment grid of ``forgetir reproduce``: its settings, options, cell and plan types,
+selection and listing (the cells themselves: :mod:`forgetir.reproduce.table`)."""
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from forgetir.errors import InvalidInputError
+from forgetir.shipped import resolve_checkpoint
 
 SCALES = ("cpu", "paper")
 FORGET_TYPES = ("dehaze", "derain", "denoise")
@@ -170,259 +172,7 @@ class Plan:
         return ref
 
 
-# ------------------------------------------------------------------------------ the grid
-
-
-def _family_ut(t: str) -> str:
-    return f"ut-{t}"
-
-
-def build_plan(opts: ReproduceOptions) -> Plan:
-    """The experiment grid of ``opts.scale`` (nothing is checked or run yet).
-
-    Example:
-        >>> plan = build_plan(ReproduceOptions(scale="paper", out="/tmp/p"))
-        >>> plan.cell("main/dehaze-collapse").epochs
-        2.0
-    """
-    if opts.scale not in SCALES:
-        raise ReproduceError(f"unknown --scale {opts.scale!r}; valid choices: {', '.join(SCALES)}")
-    paper = opts.scale == "paper"
-    out = Path(opts.out or f"runs/reproduce-{opts.scale}")
-    batch = opts.batch_size or (PAPER_BATCH if paper else CPU_BATCH)
-    patch = opts.patch_size or (PAPER_PATCH if paper else CPU_PATCH)
-    steps = opts.steps or CPU_STEPS
-    epochs = PAPER_EPOCHS if paper and opts.steps is None else None
-    base = {
-        "batch_size": batch,
-        "patch_size": patch,
-        "steps": steps,
-        "seed": opts.seed,
-        "threads": opts.threads,
-        "test_set": "promptir" if paper else "photos",
-        "test_max_side": None if paper else opts.test_max_side,
-        "relearn_steps": opts.relearn_steps,
-        "ain_max_steps": opts.ain_max_steps,
-        "quiet": True,
-    }
-    cells: list[Cell] = []
-    models: dict[str, str] = {}
-    splits: dict[str, SplitSpec] = {}
-    notes: list[str] = []
-    preset = "paper" if paper else "cpu"
-    root_override = [f"data.root={opts.root}"] if paper and opts.root else []
-
-    if opts.retrain:
-        train_over = [*root_override, *opts.train_overrides]
-        cells.append(
-            Cell("train/before", "setup", "BEFORE", "train", preset=preset, overrides=train_over)
-        )
-        models["before"] = "cell:train/before"
-        for t in FORGET_TYPES:
-            cells.append(
-                Cell(
-                    f"train/ut-{t}",
-                    "setup",
-                    f"UT (no {t})",
-                    "train",
-                    preset=preset,
-                    overrides=train_over,
-                    exclude=[t],
-                )
-            )
-            models[_family_ut(t)] = f"cell:train/ut-{t}"
-    else:
-        models["before"] = opts.checkpoint or ("" if paper else "shipped:before")
-        for t in FORGET_TYPES:
-            models[_family_ut(t)] = opts.ut.get(t) or ("" if paper else f"shipped:ut-{t}")
-
-    def unlearn(name: str, table: str, label: str, t: str | None, **kw: Any) -> Cell:
-        options = {**base, "method": MAIN_METHOD, "target": "collapse", "hparams": {}}
-        options.update(kw.pop("options", {}))
-        ut = kw.pop("ut", _family_ut(t) if t else None)
-        parent = kw.pop("parent", "before")
-        cell = Cell(name, table, label, parent=parent, ut=ut, options=options, forget_type=t, **kw)
-        if t is not None:
-            if paper:
-                cell.split = f"forget-{t}"
-                splits.setdefault(cell.split, SplitSpec(cell.split, "degradation", [t], "before"))
-            else:
-                cell.forget = [t]
-        cell.epochs = epochs
-        refs = [models.get(r, r) for r in (parent, ut) if r]
-        cell.needs = sorted(r[5:] for r in refs if r.startswith("cell:"))
-        cells.append(cell)
-        return cell
-
-    def seeded(cell: Cell) -> None:
-        # The same run at further seeds, for the summary's mean ± sd (table "seeds").
-        for k in range(1, opts.seeds):
-            cells.append(
-                replace(
-                    cell,
-                    name=f"{cell.name}{SEED_MARK}{k}",
-                    table="seeds",
-                    label=f"{cell.label} (seed {opts.seed + k})",
-                    options={**cell.options, "seed": opts.seed + k, "grids": False},
-                )
-            )
-
-    if opts.seeds < 1:
-        raise ReproduceError(f"--seeds must be >= 1, got {opts.seeds}")
-    for t in FORGET_TYPES:
-        for target in ("collapse", "retrain-like"):
-            seeded(
-                unlearn(
-                    f"main/{t}-{target}",
-                    "main",
-                    f"accurate-forgetting ({target}): forget {t}",
-                    t,
-                    options={"target": target, "verify": True, "grids": True},
-                )
-            )
-    for t in FORGET_TYPES:
-        unlearn(
-            f"control/{t}-finetune",
-            "main",
-            f"finetune (control, same steps): {t}",
-            t,
-            options={"method": CONTROL_METHOD, "verify": False, "grids": False},
-        )
-    for t in FORGET_TYPES:
-        for key, (text, hp) in ABLATIONS.items():
-            unlearn(
-                f"ablation/{t}-{key}",
-                "ablation",
-                f"{t}: {text}",
-                t,
-                options={"hparams": dict(hp), "verify": False, "grids": False},
-            )
-    for t in FORGET_TYPES:
-        for lr in SWEEP_LRS:
-            if lr == 2e-4:
-                continue  # the method's published rate: the main cell is this point
-            unlearn(
-                f"sweep/{t}-lr-{lr:g}",
-                "sweep-lr",
-                f"{t}: lr {lr:g}",
-                t,
-                sweep=("lr", lr),
-                options={"lr": lr, "verify": False, "grids": False},
-            )
-        for b in SWEEP_BATCHES:
-            # Same samples seen as the main cell (the paper trains 2 epochs whatever the batch).
-            b_steps = max(1, round(steps * batch / b))
-            unlearn(
-                f"sweep/{t}-batch-{b}",
-                "sweep-batch",
-                f"{t}: batch {b}" + ("" if epochs else f" x {b_steps} steps"),
-                t,
-                sweep=("batch_size", b),
-                options={"batch_size": b, "steps": b_steps, "verify": False, "grids": False},
-            )
-        for w in SWEEP_W_ADV:
-            if w == 1.0:
-                continue  # 1:1 is the published default: the main cell
-            unlearn(
-                f"sweep/{t}-wadv-{w:g}",
-                "sweep-ratio",
-                f"{t}: w_adv:w_ul {w:g}:1",
-                t,
-                sweep=("w_adv (w_ul = 1)", w),
-                options={"hparams": {"w_adv": w}, "verify": False, "grids": False},
-            )
-
-    from forgetir.methods import list_methods
-
-    for m in list_methods():
-        if m in (MAIN_METHOD, CONTROL_METHOD):
-            continue  # main/dehaze-collapse and control/dehaze-finetune are those rows
-        seeded(
-            unlearn(
-                f"methods/{m}",
-                "methods",
-                f"{m} (collapse, published defaults)",
-                "dehaze",
-                options={"method": m, "verify": False, "grids": False},
-            )
-        )
-
-    splits["instances"] = SplitSpec("instances", "instances", [], "before")
-    if opts.retrain:
-        cells.append(
-            Cell(
-                "train/ut-instances",
-                "setup",
-                f"UT (without the {N_INSTANCES} images)",
-                "train",
-                preset=preset,
-                overrides=[*root_override, *opts.train_overrides],
-                train_split="instances",
-            )
-        )
-        models["ut-instances"] = "cell:train/ut-instances"
-    elif opts.ut.get("instances") or not paper:
-        models["ut-instances"] = opts.ut.get("instances") or "shipped:ut-instances"
-        if not opts.ut.get("instances"):
-            from forgetir.shipped import shipped_split
-
-            # The shipped UT left out exactly these images: forget the same ones.
-            manifest = shipped_split("ut-instances")
-            splits["instances"].manifest = str(manifest) if manifest else None
-    else:
-        notes.append(
-            "the instance cell has no UT at paper scale unless --retrain or --ut instances=PATH "
-            "(a model retrained without the split's forget images)"
-        )
-    unlearn(
-        f"instances/{MAIN_METHOD}-{N_INSTANCES}",
-        "instances",
-        f"{MAIN_METHOD}: forget {N_INSTANCES} training images",
-        None,
-        split="instances",
-        ut="ut-instances" if "ut-instances" in models else None,
-        options={"verify": True, "grids": True},
-    )
-
-    if paper:
-        notes.append(
-            "class cells are cpu-scale only: PromptIR's data has no content classes and the "
-            "published model is not trained on inpainting"
-        )
-    else:
-        split = f"class-{FORGET_CLASS}"
-        splits[split] = SplitSpec(split, "class", [FORGET_CLASS], "inpaint")
-        if opts.retrain:
-            inpaint = [*CLASS_OVERRIDES, f"data.test_max_side={opts.test_max_side}"]
-            inpaint += list(opts.train_overrides)
-            for name, label, train_split in (
-                ("class/before-inpaint", f"BEFORE ({', '.join(CLASS_TASKS)})", None),
-                (f"class/ut-inpaint-no-{FORGET_CLASS}", f"UT (no {FORGET_CLASS})", split),
-            ):
-                cells.append(
-                    Cell(name, "class", label, "train", overrides=inpaint, train_split=train_split)
-                )
-            models["inpaint-before"] = "cell:class/before-inpaint"
-            models["inpaint-ut"] = f"cell:class/ut-inpaint-no-{FORGET_CLASS}"
-        else:
-            from forgetir.shipped import shipped_split
-
-            models["inpaint-before"] = "shipped:inpaint-before"
-            models["inpaint-ut"] = f"shipped:inpaint-ut-{FORGET_CLASS}"
-            # The shipped UT left out exactly this split's images.
-            manifest = shipped_split(f"inpaint-ut-{FORGET_CLASS}")
-            splits[split].manifest = str(manifest) if manifest else None
-        unlearn(
-            f"class/encoder-noise-{FORGET_CLASS}",
-            "class",
-            f"encoder-noise: forget class {FORGET_CLASS}",
-            None,
-            split=split,
-            parent="inpaint-before",
-            ut="inpaint-ut",
-            options={"method": "encoder-noise", "verify": True, "grids": True},
-        )
-    return Plan(opts.scale, out, cells, models, splits, opts, notes)
+# ------------------------------------------------------------------------------ selection
 
 
 def select_cells(plan: Plan, patterns: Sequence[str] | None) -> list[Cell]:
@@ -464,8 +214,6 @@ def is_done(plan: Plan, cell: Cell) -> bool:
 
 
 def _resolved(plan: Plan, ref: str) -> Path:
-    from forgetir.shipped import resolve_checkpoint
-
     return resolve_checkpoint(plan.model_path(ref) or "")
 
 

@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from forgetir.atomic import atomic_json
+from forgetir.checkpoint import TORCH_SUFFIXES, read_sidecar
+from forgetir.config import load_config
+from forgetir.data.pipeline import build_sources, resolve_tasks, train_tasks
+from forgetir.data.promptir_layout import PromptIRLayout
+from forgetir.data.splits import load_manifest, make_split, save_manifest
 from forgetir.reproduce.grid import (
     _VERIFY_UNITS,
     CLASS_OVERRIDES,
@@ -28,13 +33,12 @@ from forgetir.reproduce.grid import (
     is_done,
     select_cells,
 )
-from forgetir.reproduce.summary import (
-    _mean_psnr,
-    _quality,
-    _read,
-    _worst_retain_change,
-    write_summary,
-)
+from forgetir.reproduce.results import cell_quality, mean_psnr, read_result, worst_retain_change
+from forgetir.reproduce.summary import write_summary
+from forgetir.shipped import resolve_checkpoint
+from forgetir.testbed import model_meta, parent_data_config
+from forgetir.train import run_train
+from forgetir.unlearn import UnlearnOptions, run_unlearn
 
 # ------------------------------------------------------------------------------ checks
 
@@ -50,8 +54,6 @@ def check_inputs(plan: Plan, cells: Sequence[Cell]) -> None:
         if r and not r.startswith("cell:") and not plan.models.get(r, "").startswith("cell:")
     }
     if plan.scale == "paper":
-        from forgetir.data.promptir_layout import PromptIRLayout
-
         if not o.root:
             problems.append("--root DATA (the PromptIR data folder with Train/ and test/)")
         else:
@@ -70,8 +72,6 @@ def check_inputs(plan: Plan, cells: Sequence[Cell]) -> None:
             problems.append(f"{flag} (the {_model_words(ref)}; or --retrain to train it)")
             continue
         try:
-            from forgetir.shipped import resolve_checkpoint
-
             path = resolve_checkpoint(spec)
         except (ValueError, FileNotFoundError) as e:
             problems.append(f"{flag}: {e}")
@@ -123,28 +123,22 @@ def cell_spec(plan: Plan, cell: Cell) -> dict[str, Any]:
 def _stale_cells(plan: Plan, cells: Sequence[Cell]) -> list[str]:
     stale = []
     for c in cells:
-        run = _read(plan.cell_dir(c) / "run.json") if is_done(plan, c) else None
+        run = read_result(plan.cell_dir(c) / "run.json") if is_done(plan, c) else None
         if run is not None and run.get("reproduce_cell") != cell_spec(plan, c):
             stale.append(c.name)
     return stale
 
 
 def _split_data(plan: Plan, spec: SplitSpec) -> Any:
-    from forgetir.config import load_config
-
     if spec.data == "inpaint":
         return load_config("cpu", [*CLASS_OVERRIDES, *plan.options.train_overrides]).data
     if plan.scale == "paper" and not plan.options.retrain:
         return load_config("paper", [f"data.root={plan.options.root}"]).data
-    from forgetir.testbed import model_meta, parent_data_config
-
     return parent_data_config(model_meta(_resolved(plan, "before")))
 
 
 def _spread_ids(data: Any, n: int) -> list[str]:
     """``n`` image ids spread evenly over the training data's clean images."""
-    from forgetir.data.pipeline import build_sources, train_tasks
-
     clean, _ = build_sources(data, train_tasks(data))
     if clean is None:
         raise ReproduceError("the instance cell needs a clean-image source in the training data")
@@ -155,15 +149,11 @@ def _spread_ids(data: Any, n: int) -> list[str]:
 
 def ensure_split(plan: Plan, name: str) -> Path:
     """The manifest of split ``name``, made (atomically) the first time it is needed."""
-    from forgetir.data.splits import make_split, save_manifest
-
     path = plan.out / "splits" / f"{name}.json"
     if path.is_file():
         return path
     spec = plan.splits[name]
     if spec.manifest:
-        from forgetir.data.splits import load_manifest
-
         load_manifest(spec.manifest, verify=True)  # every file's hash re-checked
         path.parent.mkdir(parents=True, exist_ok=True)
         return save_manifest(json.loads(Path(spec.manifest).read_text()), path)
@@ -174,10 +164,6 @@ def ensure_split(plan: Plan, name: str) -> Path:
 
 
 def _run_train_cell(plan: Plan, cell: Cell) -> dict[str, Any]:
-    from forgetir.config import load_config
-    from forgetir.data.pipeline import resolve_tasks
-    from forgetir.train import run_train
-
     overrides = list(cell.overrides)
     if cell.train_split:
         overrides.append(f"data.split={ensure_split(plan, cell.train_split)}")
@@ -190,8 +176,6 @@ def _run_train_cell(plan: Plan, cell: Cell) -> dict[str, Any]:
     command = f"forgetir reproduce --scale {plan.scale} (cell {cell.name}): {cell.describe()}"
     t0 = time.time()
     path = run_train(cfg, out, resume=True, command=command, quiet=True)
-    from forgetir.checkpoint import read_sidecar
-
     meta = read_sidecar(path)
     return {
         "kind": "train",
@@ -208,8 +192,6 @@ def _run_train_cell(plan: Plan, cell: Cell) -> dict[str, Any]:
 def _steps_for(plan: Plan, cell: Cell, split_path: Path | None) -> int:
     if not cell.epochs:
         return int(cell.options["steps"])
-    from forgetir.data.splits import load_manifest
-
     if split_path is None:
         raise ReproduceError(f"cell {cell.name}: epochs need a split manifest")
     count = int(load_manifest(split_path)["forget"]["count"])
@@ -217,8 +199,6 @@ def _steps_for(plan: Plan, cell: Cell, split_path: Path | None) -> int:
 
 
 def _run_unlearn_cell(plan: Plan, cell: Cell) -> dict[str, Any]:
-    from forgetir.unlearn import UnlearnOptions, run_unlearn
-
     out = plan.cell_dir(cell)
     if out.exists():
         # No run.json: an interrupted unlearning run. It is short: start it afresh.
@@ -248,8 +228,6 @@ def _run_unlearn_cell(plan: Plan, cell: Cell) -> dict[str, Any]:
 
 def _arch_for(plan: Plan, ref: str) -> str | None:
     """``--arch`` for a published checkpoint; forgetir checkpoints carry theirs."""
-    from forgetir.checkpoint import TORCH_SUFFIXES
-
     spec = plan.model_path(ref) or ""
     return plan.options.arch if Path(spec).suffix in TORCH_SUFFIXES else None
 
@@ -325,17 +303,17 @@ def run_plan(
 
 def _headline(plan: Plan, cell: Cell, run: dict[str, Any]) -> str:
     """One line of results for the progress log: forget PSNR against BEFORE and UT."""
-    q = _quality(plan, cell)
+    q = cell_quality(plan, cell)
     if q is None or not run.get("forget_tasks"):
         return ""
     rows = q["rows"]
     f = run["forget_tasks"]
     parts = [
-        f"{r} {_mean_psnr(rows.get(k), f):.2f}"
+        f"{r} {mean_psnr(rows.get(k), f):.2f}"
         for k, r in (("unlearned", "forget PSNR"), ("BEFORE", "BEFORE"), ("UT", "UT"))
         if k in rows
     ]
-    drop = _worst_retain_change(rows, run.get("retain_tasks") or [])
+    drop = worst_retain_change(rows, run.get("retain_tasks") or [])
     if drop is not None:
         parts.append(f"worst retained change {drop:+.2f} dB")
     return ": " + ", ".join(parts)

@@ -1,0 +1,144 @@
+"""The command line of ``forgetir unlearn``, and each option of :class:`UnlearnOptions`
+declared once (:func:`add_options`, reused by ``demo`` and ``reproduce``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from forgetir.config import parse_override
+from forgetir.methods import TARGETS
+from forgetir.models.external import register_module_factory
+from forgetir.options import UnlearnOptions, option_name
+from forgetir.unlearn.run import run_unlearn, run_unlearn_seeds
+
+# Each command-line option of UnlearnOptions, declared once: its argparse settings (the default
+# comes from the dataclass). unlearn, demo and reproduce take the ones they offer from here
+# with add_options, and options_from_args reads them back.
+_CLI_OPTIONS: dict[str, dict[str, Any]] = {
+    "method": {"help": "unlearning method, see `forgetir methods`"},
+    "target": {"help": "what forgetting aims at: the paper's collapse, or behave like UT"},
+    "steps": {"type": int, "help": "unlearning steps"},
+    "batch_size": {"type": int, "help": "patches per step"},
+    "patch_size": {"type": int, "help": "side of the training patches"},
+    "lr": {"type": float, "help": "learning rate (default: the method's)"},
+    "seed": {"type": int, "help": "seed of every random draw"},
+    "threads": {"type": int, "help": "torch CPU threads (default: the cores free right now)"},
+    "retain_budget": {"type": float, "help": "max dB a retained task may lose"},
+    "forget_floor": {"type": float, "help": "stop at this forget PSNR (dB)"},
+    "test_max_side": {"type": int, "help": "longest side of the test photos"},
+    "relearn_steps": {"type": int, "help": "fine-tuning steps of the relearning test"},
+    "ain_max_steps": {"type": int, "help": "most fine-tuning steps of the anamnesis index"},
+    "quiet": {"action": "store_true", "help": "no progress bar or tables"},
+    "mia_reference": {
+        "metavar": "CHECKPOINT",
+        "help": "a model that never saw the split's images (e.g. the parent of a memorising "
+        "BEFORE): calibrates the per-example membership attack of an instance split "
+        "(default: none, uncalibrated)",
+    },
+}
+
+
+def add_options(
+    parser: argparse.ArgumentParser, names: Sequence[str], **changes: dict[str, Any]
+) -> None:
+    """Add the options ``names`` (fields of :class:`UnlearnOptions`) to ``parser`` as declared
+    in one place; ``changes`` adjusts a command's copy (``steps={"default": None}``)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(UnlearnOptions)}
+    for name in names:
+        kwargs = {**_CLI_OPTIONS[name], **changes.get(name, {})}
+        if kwargs.get("action") != "store_true":
+            kwargs.setdefault("default", defaults[name])
+        if name == "target":
+            kwargs.setdefault("choices", TARGETS)
+        if kwargs.get("default") is not None and "action" not in kwargs:
+            kwargs["help"] += f" (default: {kwargs['default']})"
+        parser.add_argument(option_name(name), dest=name, **kwargs)
+
+
+def options_from_args(args: argparse.Namespace, **fixed: Any) -> UnlearnOptions:
+    """The :class:`UnlearnOptions` of a parsed command line: the options :func:`add_options`
+    added, then ``fixed`` (fields the command sets itself)."""
+    given = {name: getattr(args, name) for name in _CLI_OPTIONS if hasattr(args, name)}
+    return UnlearnOptions(**{**given, **fixed})
+
+
+def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``forgetir unlearn``."""
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="model to unlearn from: shipped:before (default), a .safetensors with sidecar, "
+        "a published .ckpt with --arch, or fresh:MODEL (a newly initialised registered model; "
+        "the default with --model-module)",
+    )
+    parser.add_argument("--arch", help="architecture of a published .ckpt (e.g. promptir)")
+    parser.add_argument(
+        "--data",
+        action="append",
+        metavar="KEY=VALUE",
+        help="data settings of a fresh model (fresh:MODEL, --model-module), e.g. pool_size=64",
+    )
+    parser.add_argument(
+        "--model-module",
+        metavar="FILE.py:FACTORY",
+        help="register your own model: FACTORY() in FILE.py returns the nn.Module "
+        "(name FILE.FACTORY; a .pth checkpoint of it then needs no --arch)",
+    )
+    parser.add_argument(
+        "--forget", action="append", metavar="TASK", help="degradation type to forget"
+    )
+    parser.add_argument(
+        "--split", help="a split manifest from `forgetir split` (not with --forget)"
+    )
+    parser.add_argument("--ut", help="UT model for the comparison (default: the shipped one)")
+    add_options(
+        parser,
+        ("method", "target", "steps", "batch_size", "patch_size", "lr", "seed", "threads"),
+    )
+    add_options(parser, ("retain_budget", "forget_floor", "mia_reference"))
+    parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="run N seeds (seed-<s>/ folders) and report mean ± sd"
+    )
+    parser.add_argument(
+        "--clean-source",
+        metavar="deadleaves|FOLDER",
+        help="data-free mode: synthesise forget/retain data on these clean images instead of "
+        "the checkpoint's training data",
+    )
+    parser.add_argument("--out", help="run folder (default: runs/unlearn-<method>-<tasks>)")
+    add_options(parser, ("quiet",))
+    parser.add_argument(
+        "hparams", nargs="*", metavar="KEY=VALUE", help="method hyperparameters, e.g. w_adv=0.5"
+    )
+
+
+def unlearn_command(args: argparse.Namespace) -> int:
+    hparams = dict(parse_override(h) for h in args.hparams)
+    opts = options_from_args(
+        args, hparams=hparams, verify=not args.no_verify, clean_source=args.clean_source
+    )
+    what = "-".join(args.forget or [Path(args.split or "split").stem])
+    out = args.out or f"runs/unlearn-{args.method}-{what}"
+    checkpoint, arch = args.checkpoint or "shipped:before", args.arch
+    if args.model_module:
+        name = register_module_factory(args.model_module)
+        checkpoint, arch = args.checkpoint or f"fresh:{name}", arch or name
+    kwargs = {
+        "forget": args.forget,
+        "split": args.split,
+        "ut": args.ut,
+        "arch": arch,
+        "command": " ".join(["forgetir", *sys.argv[1:]]),
+        "data": dict(parse_override(d) for d in args.data) if args.data else None,
+    }
+    if args.seeds == 1:
+        run_unlearn(checkpoint, out, opts, **kwargs)
+    else:
+        run_unlearn_seeds(checkpoint, out, opts, args.seeds, **kwargs)
+    return 0

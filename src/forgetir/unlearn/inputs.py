@@ -1,0 +1,207 @@
+"""What an unlearning run starts from: its options checked, the run folder, the split and its
+data, the parent (BEFORE) and UT models."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from forgetir.atomic import check_output_dir
+from forgetir.config import DataConfig, check_fields
+from forgetir.data.folders import image_folder
+from forgetir.data.pipeline import make_train_loader, train_tasks
+from forgetir.data.pool import DeadLeavesPool
+from forgetir.data.splits import (
+    ManifestError,
+    build_split_datasets,
+    load_manifest,
+    make_split,
+    save_manifest,
+)
+from forgetir.data.testsets import TEST_SOURCES
+from forgetir.errors import InvalidInputError, RunExistsError
+from forgetir.fresh import prepare_checkpoint
+from forgetir.methods import get_method
+from forgetir.metrics import PROTOCOLS
+from forgetir.options import UnlearnOptions, option_name
+from forgetir.records import ModelMeta
+from forgetir.runs import RUN_JSON, SPLIT_JSON
+from forgetir.shipped import resolve_checkpoint, ut_name_for
+from forgetir.testbed import load_eval_model, model_meta, parent_data_config
+
+
+def check_options(opts: UnlearnOptions) -> UnlearnOptions:
+    """Refuse, before any work, options out of range or not finite (the valid range in the
+    message), an unknown method, target, protocol or test set, and method hyperparameters the
+    method does not take or that are out of its range."""
+    check_fields(opts, option_name)
+    for name, value, valid in (
+        ("--protocol", opts.protocol, PROTOCOLS),
+        ("--test-set", opts.test_set, TEST_SOURCES),
+    ):
+        if value not in valid:
+            raise InvalidInputError(f"{name}: invalid value {value!r}; valid: {', '.join(valid)}")
+    if opts.clean_source not in (None, "deadleaves") and not Path(opts.clean_source).is_dir():
+        raise InvalidInputError(
+            f"--clean-source {opts.clean_source!r}: not 'deadleaves' and not a folder of images"
+        )
+    method = get_method(opts.method)
+    method.check_target(opts.target)
+    method.parse_config(opts.hparams)
+    return opts
+
+
+def check_run_folder(out: Path) -> None:
+    """A new run needs a new (or empty) folder that can be written: refused before any work."""
+    check_output_dir(out)
+    if (out / RUN_JSON).exists():
+        raise RunExistsError(f"--out {out} already holds an unlearning run; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        raise RunExistsError(
+            f"--out {out} is not empty ({', '.join(sorted(p.name for p in out.iterdir())[:5])}); "
+            "a run goes into a new or empty folder: choose another --out"
+        )
+
+
+def clean_source_images(source: str, data: DataConfig, seed: int = 0) -> Any:
+    """Clean images for unlearning without the training data (``--clean-source``).
+
+    ``"deadleaves"``: a fresh dead-leaves pool (``data.pool_size`` images, pool seed
+    ``data.pool_seed + 1_000_003 + seed``, so never the pool BEFORE was trained on); anything
+    else: a folder of the user's images. Every task is then synthesised on these images.
+
+    Example:
+        >>> clean_source_images("deadleaves", DataConfig(pool_size=2, image_size=32)).ids
+        ['dl-000000', 'dl-000001']
+    """
+    if source == "deadleaves":
+        pool_seed = data.pool_seed + 1_000_003 + seed
+        return DeadLeavesPool(data.pool_size, data.image_size, pool_seed, data.content_classes)
+    if not Path(source).is_dir():
+        raise InvalidInputError(
+            f"--clean-source {source!r}: not 'deadleaves' and not a folder of images"
+        )
+    return image_folder(source)
+
+
+def loader_pair(datasets: dict[str, Any], method: Any, batch: int, seed: int) -> Any:
+    """``batches(start)``: dicts of the forget and/or retain batches the method needs."""
+
+    def batches(start: int) -> Any:
+        parts = []
+        for name, needed in (("forget", method.needs_forget), ("retain", method.needs_retain)):
+            if needed:
+                parts.append(
+                    (name, make_train_loader(datasets[name], batch, start_step=start, seed=seed))
+                )
+        iters = {name: iter(loader) for name, loader in parts}
+        while True:
+            try:
+                yield {name: next(it) for name, it in iters.items()}
+            except StopIteration:
+                return
+
+    return batches
+
+
+def _split(
+    parent_data: DataConfig, forget: list[str] | None, manifest_path: str | None, out: Path
+) -> tuple[dict[str, Any], Path]:
+    if manifest_path:
+        manifest = load_manifest(manifest_path, verify=True)
+    else:
+        manifest = make_split(parent_data, "degradation", forget or [])
+    return manifest, save_manifest(manifest, out / SPLIT_JSON)
+
+
+def _check_split_fits_parent(
+    manifest: dict[str, Any], parent: ModelMeta | None, where: str
+) -> None:
+    """The tasks a split forgets and retains must be tasks the parent was trained on."""
+    trained = (parent.raw.get("tasks") if parent else None) or train_tasks(
+        parent_data_config(parent)
+    )
+    for part in ("forget", "retain"):
+        outside = [t for t in manifest[part].get("tasks") or [] if t not in trained]
+        if outside:
+            raise ManifestError(
+                f"{where}: {part}.tasks names {', '.join(outside)}, which the parent model was "
+                f"not trained on (its tasks: {', '.join(trained)})"
+            )
+
+
+def _tasks_of(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
+    if manifest["kind"] == "degradation":
+        return list(manifest["forget"]["tasks"]), list(manifest["retain"]["tasks"])
+    return [], []
+
+
+def is_live(spec: Any) -> bool:
+    """A model that becomes a checkpoint only inside the run: a live module or ``fresh:NAME``."""
+    return isinstance(spec, nn.Module) or (isinstance(spec, str) and spec.startswith("fresh:"))
+
+
+def final_path(path: Path, work: Path, out: Path) -> str:
+    """Where ``path`` will be once the run folder ``work`` has been moved to ``out``."""
+    path = Path(path)
+    return str(out / path.relative_to(work)) if path.is_relative_to(work) else str(path)
+
+
+@dataclass
+class Inputs:
+    """The models, split and data of one unlearning run, loaded."""
+
+    checkpoint: Any  # the parent's checkpoint spec (a live or fresh one saved into the run)
+    ut: Any  # the UT's checkpoint spec, or None
+    parent_path: Path
+    parent_meta: ModelMeta | None
+    before: nn.Module
+    model: nn.Module  # BEFORE's copy that unlearns
+    ut_model: nn.Module | None
+    manifest: dict[str, Any]
+    split_path: Path
+    forget_tasks: list[str]
+    retain_tasks: list[str]
+    datasets: dict[str, Any]
+
+
+def load_inputs(
+    checkpoint: Any,
+    ut: Any,
+    work: Path,
+    opts: UnlearnOptions,
+    forget: list[str] | None,
+    split: str | None,
+    arch: str | None,
+    data: dict[str, Any] | None,
+) -> Inputs:
+    """Load BEFORE (and its copy), write the split manifest into ``work``, build the forget and
+    retain data, and load UT (the shipped one of a degradation split of ``shipped:before``)."""
+    # A live nn.Module (forgetir.unlearn_model) or "fresh:MODEL" becomes a checkpoint in the run.
+    checkpoint = prepare_checkpoint(checkpoint, work, opts.seed, data=data)
+    ut = prepare_checkpoint(ut, work, opts.seed, "ut")
+    parent_path = resolve_checkpoint(checkpoint)
+    before = load_eval_model(checkpoint, arch)
+    model = copy.deepcopy(before)
+    parent_meta = model_meta(parent_path)
+    parent_data = parent_data_config(parent_meta)
+    parent_data.patch_size = opts.patch_size
+    manifest, split_path = _split(parent_data, forget, split, work)
+    _check_split_fits_parent(manifest, parent_meta, split or "the split")
+    forget_tasks, retain_tasks = _tasks_of(manifest)
+    sources = None
+    if opts.clean_source is not None:
+        sources = (clean_source_images(opts.clean_source, parent_data, opts.seed), {})
+    datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed, sources=sources)
+    if ut is None and forget_tasks:
+        ut = ut_name_for(forget_tasks) if str(checkpoint) == "shipped:before" else None
+    # A published UT .ckpt needs --arch.
+    ut_model = load_eval_model(ut, arch) if ut is not None else None
+    return Inputs(
+        checkpoint, ut, parent_path, parent_meta, before, model, ut_model,
+        manifest, split_path, forget_tasks, retain_tasks, datasets,
+    )  # fmt: skip

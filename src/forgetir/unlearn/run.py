@@ -1,0 +1,106 @@
+"""``run_unlearn``: one unlearning run into a new folder, moved into place only once complete
+(the steps: :mod:`forgetir.unlearn.steps`); ``run_unlearn_seeds``: the same at several seeds."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from forgetir.checkpoint import weights_file
+from forgetir.data.pipeline import resolve_tasks
+from forgetir.data.splits import load_manifest
+from forgetir.errors import InvalidInputError, RunExistsError
+from forgetir.options import UnlearnOptions
+from forgetir.seeds import SEED_DIR, format_summary, write_seed_summary
+from forgetir.shipped import resolve_checkpoint
+from forgetir.unlearn.inputs import check_options, check_run_folder, is_live
+from forgetir.unlearn.steps import unlearn_into
+
+
+def run_unlearn(
+    checkpoint: str | Path | nn.Module,
+    out_dir: str | Path,
+    opts: UnlearnOptions,
+    *,
+    forget: list[str] | None = None,
+    split: str | None = None,
+    ut: str | Path | nn.Module | None = None,
+    arch: str | None = None,
+    command: str = "",
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Unlearn ``forget`` (tasks) or a split manifest from ``checkpoint``; return run.json.
+
+    ``checkpoint`` (and ``ut``) may also be a live ``nn.Module`` or ``"fresh:MODEL"``: it is
+    saved into the run folder first (see :func:`forgetir.fresh.prepare_checkpoint`; ``data``
+    names the data such a model is said to know).
+
+    Everything is checked before any work (options, the split's source, checkpoints named,
+    the output folder). The run is written into a hidden temporary folder beside ``out_dir``
+    and moved into place only once complete: a run that fails leaves nothing behind.
+    """
+    check_options(opts)
+    if forget and split:
+        raise InvalidInputError(
+            f"give --forget TASK or --split MANIFEST, not both (got --forget {' '.join(forget)} "
+            f"and --split {split})"
+        )
+    if not forget and not split:
+        raise InvalidInputError("give --forget TASK (a degradation type) or --split MANIFEST.json")
+    forget = resolve_tasks(forget, "--forget") if forget else None
+    for spec in (checkpoint, ut, opts.mia_reference):
+        if spec is not None and not is_live(spec):
+            weights_file(resolve_checkpoint(spec))  # a missing checkpoint fails now
+    if split:
+        load_manifest(split)  # malformed or contradictory: refused now (hashes come later)
+    out = Path(out_dir)
+    check_run_folder(out)
+    place = out.absolute()  # "--out ." too has a name and a parent to build beside
+    made = [p for p in (place, *place.parents) if not p.exists()]
+    place.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{place.name}.partial-"
+    for stale in place.parent.glob(prefix + "*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(dir=place.parent, prefix=prefix))
+    try:
+        run = unlearn_into(checkpoint, out, work, opts, forget, split, ut, arch, command, data)
+        (work / "resume.pt").unlink(missing_ok=True)  # unlearn has no --resume
+        try:
+            os.replace(work, place)  # onto a missing or empty folder: the run appears whole
+        except OSError as e:
+            raise RunExistsError(f"--out {out} was filled while the run went on ({e})") from e
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        for p in made[1:]:  # the parents this call created, deepest first, if left empty
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+    if not opts.quiet:
+        print(f"Saved {out}")
+    return run
+
+
+def run_unlearn_seeds(
+    checkpoint: str | Path, out_dir: str | Path, opts: UnlearnOptions, seeds: int, **kwargs: Any
+) -> dict[str, Any]:
+    """:func:`run_unlearn` at seeds ``opts.seed, opts.seed + 1, ...`` (``seed-<s>/`` run folders
+    under ``out_dir``), then ``seeds.json``/``seeds.md`` there: every figure as mean ± sd."""
+    if seeds < 1:
+        raise InvalidInputError(f"--seeds={seeds} is out of range; valid: >= 1")
+    out = Path(out_dir)
+    folders = []
+    for s in range(opts.seed, opts.seed + seeds):
+        folder = out / SEED_DIR.format(seed=s)
+        run_unlearn(checkpoint, folder, replace(opts, seed=s), **kwargs)
+        folders.append(folder)
+    summary = write_seed_summary(out, folders)
+    if not opts.quiet:
+        print(format_summary(summary))
+    return summary
