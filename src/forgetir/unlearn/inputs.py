@@ -198,7 +198,7 @@ def load_inputs(
         sources = (clean_source_images(opts.clean_source, parent_data, opts.seed), {})
     datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed, sources=sources)
     if ut is None and forget_tasks:
-        ut = ut_name_for(forget_tasks) if str(checkpoint) == "shipped:before" else None
+        ut = ut_name_for(forget_tasks, str(checkpoint))  # a shipped BEFORE's own UT, if any
     # A published UT .ckpt needs --arch.
     ut_model = load_eval_model(ut, arch) if ut is not None else None
     return Inputs(
