@@ -64,10 +64,10 @@ def test_training_output_loss_and_gradients_equal_the_official_code(
     norms = torch.stack(
         [p.grad.norm() if p.grad is not None else torch.tensor(0.0) for p in model.parameters()]
     )
-    # Gradient norms of every parameter. The fast path's float differences (~5e-6) grow through
-    # the layer norm over an expert's 1-2 channels, hence its looser absolute tolerance.
-    atol, rtol = (1e-5, 1e-4) if plain else (5e-5, 1e-3)
-    torch.testing.assert_close(norms, reference[f"{config}/grad_norms"], atol=atol, rtol=rtol)
+    # Gradient norms of every parameter. Float differences of ~5e-6 (the fast path's reordered
+    # sums, or another CPU's SIMD width for the plain path: the reference was made on one CPU)
+    # grow through the layer norm over an expert's 1-2 channels, hence the absolute tolerance.
+    torch.testing.assert_close(norms, reference[f"{config}/grad_norms"], atol=5e-5, rtol=1e-3)
 
 
 def test_tiny_outputs_are_pinned() -> None:
