@@ -4,7 +4,7 @@ Seven 320x480 RGB crops of scikit-image's bundled photos, each paired with a noi
 (Gaussian noise sigma 0.05, fixed seed). The two paths are timed in turns (torch, skimage,
 torch, ...) in process CPU time, so that load on a shared machine hits both alike; prints the
 median times, the median per-turn ratio skimage/torch (higher is faster for us), for PSNR+SSIM
-together and SSIM alone, and the largest disagreement with scikit-image (~1e-14).
+together and SSIM alone, and the largest disagreement with scikit-image (~1e-13).
 
 Run: PYTHONPATH=src python benchmarks/bench_metrics.py [--repeats 9] [--device cpu] [--threads 1]
 """

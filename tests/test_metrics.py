@@ -103,20 +103,33 @@ def pyiqa_reference(pred: np.ndarray, target: np.ndarray, clamp_cs: bool = True)
     return np.array(out)
 
 
-@pytest.mark.parametrize("size", [(7, 9), (37, 53), (131, 97)])
-def test_promptir_ssim_equals_skimage_to_1e10_in_float64(
-    size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("protocol", ["promptir", "gaussian"])
+@pytest.mark.parametrize("size", [(7, 9), (37, 53), (131, 97), (9, 301), (45, 11), (23, 17)])
+def test_ssim_equals_skimage_to_1e10_in_float64(
+    protocol: str, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Box sums by doubling and the four-statistic formula must not cost precision: equal to
-    # scikit-image at 1e-10 in float64, on one tile and on many (a small tile budget).
-    pred, target = random_pair(*size, b=3, seed=7)
-    ref = skimage_metrics(pred, target, "promptir")
-    for budget in (metrics._TILE_ELEMENTS_CPU, 4 * 3 * size[1] * 9):
+    # Box sums from running sums, the four-statistic formula with folded constants and the
+    # tiling must not cost precision: equal to scikit-image at 1e-10 in float64, on one tile,
+    # on many tiles of a few rows (the last one shorter), and with two images per tile (three
+    # images: a group of two, then one).
+    h, w = size
+    if protocol == "gaussian" and min(size) < 11:
+        pytest.skip("smaller than the 11x11 window")
+    pred, target = random_pair(h, w, b=3, seed=7)
+    ref = skimage_metrics(pred, target, protocol)
+    for budget in (metrics._TILE_ELEMENTS_CPU, 4 * w * 13, 4 * h * w * 2):
         monkeypatch.setattr(metrics, "_TILE_ELEMENTS_CPU", budget)
-        p, s = psnr_ssim(*to_torch(pred, target), "promptir")
+        p, s = psnr_ssim(*to_torch(pred, target), protocol)
         np.testing.assert_allclose(s.numpy(), ref[:, 1], rtol=0, atol=1e-10)
         np.testing.assert_allclose(p.numpy(), ref[:, 0], rtol=0, atol=1e-10)
-        np.testing.assert_allclose(ssim(*to_torch(pred, target)).numpy(), s.numpy(), atol=0)
+        np.testing.assert_allclose(ssim(*to_torch(pred, target), protocol).numpy(), s.numpy())
+        # Inputs already in [0, 1] (no clipping) and float32 ones take the same path.
+        clipped = [np.clip(a, 0, 1) for a in (pred, target)]
+        s32 = ssim(*(t.float() for t in to_torch(*clipped)), protocol).numpy()
+        ref32 = skimage_metrics(
+            *(a.astype(np.float32).astype(np.float64) for a in clipped), protocol
+        )
+        np.testing.assert_allclose(s32, ref32[:, 1], rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("protocol", ["promptir", "gaussian"])

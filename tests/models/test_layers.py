@@ -119,9 +119,11 @@ def test_transformer_block_names_match_the_published_checkpoints() -> None:
     )
 
 
+@pytest.mark.parametrize("heads", [1, 2])
 @pytest.mark.parametrize("kind", ["WithBias", "BiasFree"])
-def test_block_fast_and_reference_paths_agree_with_gradients(kind: str) -> None:
-    block = _randomise(TransformerBlock(16, 2, layer_norm_type=kind))
+def test_block_fast_and_reference_paths_agree_with_gradients(kind: str, heads: int) -> None:
+    # heads=1 takes the copy-free q^T k product of the fast path, heads=2 the per-head one.
+    block = _randomise(TransformerBlock(16, heads, layer_norm_type=kind))
     x = _rand(2, 16, 7, 5)
     results = []
     for reference in (False, True):
@@ -135,6 +137,25 @@ def test_block_fast_and_reference_paths_agree_with_gradients(kind: str) -> None:
     torch.testing.assert_close(o1, o2, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(g1, g2, atol=1e-5, rtol=1e-5)
     for a, b in zip(p1, p2, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_attention_gradients_stay_finite_for_an_all_zero_query_map(heads: int) -> None:
+    # F.normalize's clamp gives a zero map zero gradient; the fast path's squared norms must
+    # not turn it into 0 * inf = NaN.
+    att = _randomise(Attention(8, heads))
+    with torch.no_grad():
+        att.qkv.weight[:1].zero_()  # query channel 0 is zero everywhere
+    x = _rand(2, 8, 5, 6)
+    grads = []
+    for reference in (False, True):
+        set_reference_mode(att, reference)
+        att.zero_grad()
+        att(x).square().mean().backward()
+        grads.append([p.grad.clone() for p in att.parameters()])
+    for a, b in zip(*grads, strict=True):
+        assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 

@@ -44,27 +44,17 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from forgetir.metrics._kernels import _BoxTile, _make_filter, _Protocol, _Scratch, _tile_metrics
+
 __all__ = ["PROTOCOLS", "crop_to_multiple", "describe_protocol", "psnr", "psnr_ssim", "ssim"]
 
 PROTOCOLS = ("promptir", "pyiqa", "gaussian")
-
-
-@dataclass(frozen=True)
-class _Protocol:
-    window: str  # "uniform" or "gaussian"
-    win_size: int
-    sigma: float
-    sample_covariance: bool
-    luma_uint8: bool  # SSIM on round(255 * Y of YIQ), as pyiqa
-    clamp_cs: bool  # pyiqa clamps the contrast-structure term at 0
-    psnr_eps: float  # added to the MSE (pyiqa); 0 gives inf for identical images
-    description: str
 
 
 _SPECS = {
@@ -110,13 +100,11 @@ _SPECS = {
     ),
 }
 
-_K1, _K2 = 0.01, 0.03
-# ITU-R 601 luma weights, the Y row of pyiqa's rgb2yiq.
-_YIQ_Y = (0.299, 0.587, 0.114)
-# Float64 elements of the stacked SSIM statistics per tile (x, y, x*x, y*y, x*y over all
-# channels): ~4 MB on CPU to stay in cache, ~512 MB on accelerators. Tiling changes no value
-# beyond float64 summation order and bounds peak memory on large batches.
-_TILE_ELEMENTS_CPU = 1 << 19
+# Float64 elements of the stacked SSIM statistics per tile (s = x + y, d = x - y, s*s and d*d
+# of the tile's channels): ~1 MB on CPU, so that a tile and its filtered rows stay in a core's
+# cache, ~512 MB on accelerators. Tiling changes no value beyond float64 summation order and
+# bounds peak memory on large batches.
+_TILE_ELEMENTS_CPU = 1 << 17
 _TILE_ELEMENTS_GPU = 1 << 26
 # Tolerance on the target range before it is clipped: catches 0-255 images, not rounding noise.
 _RANGE_TOL = 1e-3
@@ -210,154 +198,17 @@ def _prepare(pred: Tensor, target: Tensor, who: str) -> tuple[Tensor, Tensor, tu
     return pred, target, (p_lo < 0.0 or p_hi > 1.0, lo < 0.0 or hi > 1.0)
 
 
-def _window(spec: _Protocol) -> list[float]:
-    """1-D taps; the 2-D window is their outer product (exact for both window kinds)."""
-    if spec.window == "uniform":
-        return [1.0] * spec.win_size  # plain sums: the 1/k**2 is folded into the formula
-    r = spec.win_size // 2
-    taps = [math.exp(-0.5 * (i / spec.sigma) ** 2) for i in range(-r, r + 1)]
-    total = math.fsum(taps)
-    return [t / total for t in taps]
-
-
-def _box_sum(x: Tensor, k: int, dim: int) -> Tensor:
-    """Sums of ``k`` consecutive elements along ``dim`` ('valid' region), by doubling.
-
-    Sums of 2, 4, 8... neighbours are built from the previous ones and the binary digits of
-    ``k`` combined: 4 passes for k = 7 instead of the 7 of shift-and-add, and each value is
-    still a sum of ``k`` terms (no cumulative-sum cancellation).
-    """
-    n = x.shape[dim]
-    out, covered = None, 0  # out holds sums of ``covered`` elements starting at each index
-    power, span = x, 1  # power holds sums of ``span`` elements
-    while True:
-        if k & span:
-            if out is None:
-                out, covered = power, span
-            else:
-                m = n - covered - span + 1
-                out = out.narrow(dim, 0, m) + power.narrow(dim, covered, m)
-                covered += span
-        if span * 2 > k:
-            break
-        m = n - 2 * span + 1
-        power = power.narrow(dim, 0, m) + power.narrow(dim, span, m)
-        span *= 2
-    return out.narrow(dim, 0, n - k + 1)
-
-
-def _filter_valid(x: Tensor, taps: list[float]) -> Tensor:
-    """Separable correlation of the last two dims with ``taps``, 'valid' region only.
-
-    Shift-and-add rather than conv2d: depthwise float64 convolutions are several times slower
-    on CPU. A uniform window (all taps 1) takes the cheaper :func:`_box_sum`.
-    """
-    k = len(taps)
-    if all(t == 1.0 for t in taps):
-        # Columns by one strided reduction (its inner loop runs along whole rows), then rows
-        # by doubling: the fastest pair measured (benchmarks/bench_metrics.py).
-        return _box_sum(x.unfold(-2, k, 1).sum(dim=-1), k, -1)
-    # Rows first: those shifts are whole contiguous rows (about 10% faster than columns first).
-    for dim in (-2, -1):
-        n = x.shape[dim] - k + 1
-        out = x.narrow(dim, 0, n) * taps[0]
-        for i in range(1, k):
-            out.add_(x.narrow(dim, i, n), alpha=taps[i])
-        x = out
-    return x
-
-
-def _ssim_sum(stats: Tensor, spec: _Protocol, taps: list[float], rng: float) -> Tensor:
-    """Per-image sum of the SSIM map over the 'valid' region of one tile of rows.
-
-    ``stats`` stacks s = x + y, d = x - y, s*s and d*d along the channels. Four filtered
-    statistics instead of the usual five (x, y, x*x, y*y, x*y), since
-    ``mu_s**2 -/+ mu_d**2 = 4 mu_x mu_y`` / ``2 (mu_x**2 + mu_y**2)`` and
-    ``var_s -/+ var_d = 4 cov_xy`` / ``2 (var_x + var_y)``: SSIM's luminance term is
-    ``(mu_s**2 - mu_d**2 + 2 c1) / (mu_s**2 + mu_d**2 + 2 c1)`` and likewise its
-    contrast-structure term with the variances and ``c2``.
-    """
-    c = stats.shape[1] // 4
-    filtered = _filter_valid(stats, taps)
-    # The filter gives g times the local means (g = the window's pixel count for plain sums).
-    g = math.fsum(taps) ** 2
-    n = spec.win_size**2
-    cov_norm = n / (n - 1) if spec.sample_covariance else 1.0
-    means, squares = filtered.split(2 * c, dim=1)
-    m2 = means * means  # g**2 mu_s**2, g**2 mu_d**2 (a multiply is faster than pow)
-    v = squares.sub_(m2, alpha=1.0 / g)  # g var_s / cov_norm, g var_d / cov_norm
-    c1, c2 = (_K1 * rng) ** 2, (_K2 * rng) ** 2
-    k1, k2 = 2.0 * c1 * g * g, 2.0 * c2 * g / cov_norm
-    ms, md = m2.split(c, dim=1)
-    vs, vd = v.split(c, dim=1)
-    ms.add_(k1)
-    vs.add_(k2)
-    lum_num, cs_num = ms - md, vs - vd
-    lum_den, cs_den = ms.add_(md), vs.add_(vd)
-    if spec.clamp_cs:
-        cs_num = cs_num.clamp_(min=0.0)  # the denominator is positive
-    return lum_num.mul_(cs_num).div_(lum_den.mul_(cs_den)).sum(dim=(1, 2, 3))
-
-
-def _to_luma_uint8(x: Tensor) -> Tensor:
-    """pyiqa's SSIM input: round(255 * Y of YIQ) for RGB, round(255 * x) otherwise."""
-    if x.shape[1] == 3:
-        r, g, b = x.unbind(dim=1)
-        x = (r * _YIQ_Y[0] + g * _YIQ_Y[1] + b * _YIQ_Y[2]).unsqueeze(1)
-    return (x * 255.0).round()
-
-
 def _tile_plan(shape: torch.Size, k: int, device: torch.device) -> tuple[int, int]:
     """(images, output rows) per tile so that the stacked statistics fit the budget."""
     b, c, h, w = shape
     out_h = max(1, h - k + 1)
-    # Tiles of a few MB keep the ~20 passes over the statistics in cache on CPU (several
+    # Tiles of about a MB keep the ~15 passes over the statistics in cache on CPU (several
     # times faster than whole images); the GPU prefers few large launches.
     budget = _TILE_ELEMENTS_CPU if device.type == "cpu" else _TILE_ELEMENTS_GPU
     row_elements = 4 * c * w
     if h * row_elements <= budget:
         return max(1, budget // (h * row_elements)), out_h
     return 1, max(1, budget // row_elements - (k - 1))
-
-
-def _tile_metrics(
-    pred: Tensor,
-    target: Tensor,
-    own: int,
-    spec: _Protocol,
-    taps: list[float] | None,
-    clip: tuple[bool, bool],
-) -> tuple[Tensor, Tensor | None]:
-    """One tile of rows -> per image (sum of squared errors over its first ``own`` rows,
-    sum of the SSIM map over its 'valid' region, or None when ``taps`` is None)."""
-    b, c, h, w = pred.shape
-    stats = torch.empty(b, 4 * c, h, w, dtype=torch.float64, device=pred.device)
-    x, y = stats[:, :c], stats[:, c : 2 * c]
-    x.copy_(pred)
-    y.copy_(target)
-    for t, needed in zip((x, y), clip, strict=True):
-        if needed:  # the official test code clips both images; a no-op pass is skipped
-            t.clamp_(0.0, 1.0)
-    if spec.luma_uint8 or taps is None:
-        sse = (x - y)[:, :, :own].square().sum(dim=(1, 2, 3))
-        if taps is None:
-            return sse, None
-        # pyiqa: PSNR on RGB above, SSIM on the rounded luma (one channel for RGB).
-        x, y = _to_luma_uint8(x), _to_luma_uint8(y)
-        c = x.shape[1]
-        stats = stats[:, : 4 * c]
-        stats[:, :c].copy_(x)
-        stats[:, c : 2 * c].copy_(y)
-        x, y = stats[:, :c], stats[:, c : 2 * c]
-    # d = y - x in place of y (only d's squares and squared means are used, so its sign is
-    # free), then s = 2x + d = x + y in place of x: two passes, no temporary.
-    d = y.sub_(x)
-    torch.add(d, x, alpha=2.0, out=x)
-    squares = torch.mul(stats[:, : 2 * c], stats[:, : 2 * c], out=stats[:, 2 * c :])
-    if not spec.luma_uint8:
-        sse = squares[:, c:, :own].sum(dim=(1, 2, 3))
-    rng = 255.0 if spec.luma_uint8 else 1.0
-    return sse, _ssim_sum(stats, spec, taps, rng)
 
 
 def _measure(
@@ -376,31 +227,48 @@ def _measure(
             f"ssim ({protocol} protocol) needs images of at least {k}x{k} pixels (its window), "
             f"got {h}x{w}"
         )
-    taps = _window(spec) if want_ssim else None
+    cs = 1 if spec.luma_uint8 and c == 3 else c  # channels SSIM is measured on
+    # One channel per tile (pyiqa's luma needs all three): taller tiles for the same budget,
+    # so fewer rows are filtered twice at tile borders.
+    cg = c if spec.luma_uint8 else 1
+    filt = _make_filter(spec, min(cs, cg), pred.device) if want_ssim else None
     out_h = h - k + 1 if want_ssim else h
     halo = k - 1 if want_ssim else 0
-    step, rows = _tile_plan(pred.shape, k, pred.device)
-    sse = torch.zeros(b, dtype=torch.float64, device=pred.device)
-    ssim_sum = torch.zeros(b, dtype=torch.float64, device=pred.device)
+    # Planned by the channels filtered (pyiqa loads RGB, then filters one luma channel).
+    step, rows = _tile_plan(torch.Size((b, min(cg, cs), h, w)), k, pred.device)
+    # Per-image sums, one tensor per group of images (a batch of 0 gives empty results).
+    empty = torch.zeros(0, dtype=torch.float64, device=pred.device)
+    sse_parts, ssim_parts = [empty], [empty]
+    scratch, box_tiles = _Scratch(pred.device), {}
     for i in range(0, b, step):
         j = min(b, i + step)
-        for r0 in range(0, out_h, rows):
+        tile_sse = tile_ssim = 0.0
+        for ch, r0 in itertools.product(range(0, c, cg), range(0, out_h, rows)):
             last = r0 + rows >= out_h
             # A tile reads rows [r0, r1) and owns [r0, r0 + own) for PSNR, so that every
             # row counts once: the last tile owns everything left, halo included.
             r1 = h if last else r0 + rows + halo
             own = r1 - r0 if last else rows
-            tile_sse, tile_ssim = _tile_metrics(
-                pred[i:j, :, r0:r1], target[i:j, :, r0:r1], own, spec, taps, clip
-            )
-            sse[i:j] += tile_sse
-            if tile_ssim is not None:
-                ssim_sum[i:j] += tile_ssim
+            p_tile, t_tile = pred[i:j, ch : ch + cg, r0:r1], target[i:j, ch : ch + cg, r0:r1]
+            if filt is not None and filt.box:
+                # Tiles of one shape share their views (most tiles have the same shape).
+                key = (j - i, r1 - r0, own)
+                if key not in box_tiles:
+                    box_tiles[key] = _BoxTile(p_tile.shape, own, spec, filt, scratch)
+                part_sse, part_ssim = box_tiles[key](p_tile, t_tile, clip)
+            else:
+                part_sse, part_ssim = _tile_metrics(p_tile, t_tile, own, spec, filt, clip, scratch)
+            tile_sse = tile_sse + part_sse
+            if part_ssim is not None:
+                tile_ssim = tile_ssim + part_ssim
+        sse_parts.append(tile_sse)
+        if want_ssim:
+            ssim_parts.append(tile_ssim)
+    sse, ssim_sum = torch.cat(sse_parts), torch.cat(ssim_parts)
     # Data range 1, so PSNR = -10 log10(MSE); log10(0) = -inf gives +inf for identical images.
     psnr_vals = -10.0 * torch.log10(sse / (c * h * w) + spec.psnr_eps)
     if not want_ssim:
         return psnr_vals, None
-    cs = 1 if spec.luma_uint8 and c == 3 else c  # channels SSIM is measured on
     # Every channel has the same pixel count, so this equals skimage's mean of channel means.
     return psnr_vals, ssim_sum / (cs * out_h * (w - k + 1))
 
