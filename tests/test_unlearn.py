@@ -3,9 +3,14 @@ import json
 import pytest
 import torch
 
-from forgetir.checkpoint import load_model, sha256_file
+from forgetir.checkpoint import load_model, read_sidecar, sha256_file
+from forgetir.data.io import tensor_sha256
+from forgetir.records import ModelMeta
 from forgetir.report import write_report
+from forgetir.shipped import resolve_checkpoint
+from forgetir.testbed import parent_data_config
 from forgetir.unlearn import run_unlearn
+from forgetir.unlearn.inputs import parent_sources
 
 
 def test_unlearn_writes_a_complete_run(parent, tmp_path, tiny_opts):
@@ -102,3 +107,18 @@ def test_data_free_mode_trains_on_other_clean_images(parent, tmp_path, tiny_opts
     run = run_unlearn(parent, tmp_path / "df", opts, forget=["dehaze"], ut=parent)
     assert run["options"]["clean_source"] == "deadleaves"
     assert "proxy-retrain" in write_report(tmp_path / "df")["html"].read_text()
+
+
+def test_a_shipped_parent_lends_its_pool_hashes_and_they_are_the_pixels():
+    path = resolve_checkpoint("shipped:before")
+    meta = ModelMeta.from_json(read_sidecar(path), str(path))
+    clean, _ = parent_sources(parent_data_config(meta), path, meta)
+    assert len(clean._hashes) == clean.size == 1024  # taken from before.pool.json, not rendered
+    for i in (0, 517, 1023):  # and they are the hashes of what the generator renders
+        assert clean.sha256(i) == tensor_sha256(clean.get(i))
+    # A pool file that is not the recorded one lends nothing.
+    forged = ModelMeta.from_json(
+        {**meta.raw, "train_pool": {**meta.raw["train_pool"], "sha256": "0"}}, "x"
+    )
+    clean, _ = parent_sources(parent_data_config(meta), path, forged)
+    assert clean._hashes == {}

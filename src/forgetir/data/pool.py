@@ -188,6 +188,25 @@ class DeadLeavesPool:
     def entry(self, i: int) -> dict[str, Any]:
         return {"id": self.name(i), "class": self.content_class(i), "sha256": self.sha256(i)}
 
+    def adopt_hashes(self, record: dict[str, Any]) -> int:
+        """Take each image's SHA-256 from ``record`` (the ``clean`` part of a training-pool
+        manifest, written when the images were rendered) if it describes this very pool, so
+        that a split of a known parent need not render 1,024 images to hash them; returns how
+        many hashes were taken (0 if it describes another pool).
+
+        Example:
+            >>> a, b = DeadLeavesPool(2, 16), DeadLeavesPool(2, 16)
+            >>> record = {"describe": a.describe(), "entries": [a.entry(0), a.entry(1)]}
+            >>> b.adopt_hashes(record), b.sha256(1) == a.sha256(1)
+            (2, True)
+        """
+        if record.get("describe") != self.describe():
+            return 0
+        index = {name: i for i, name in enumerate(self.ids)}
+        taken = {index[e["id"]]: str(e["sha256"]) for e in record.get("entries", [])}
+        self._hashes.update(taken)
+        return len(taken)
+
     def materialize(self) -> DeadLeavesPool:
         """Generate every image now (e.g. before DataLoader workers fork and share the cache)."""
         for i in range(self.size):

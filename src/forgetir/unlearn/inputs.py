@@ -4,6 +4,7 @@ data, the parent (BEFORE) and UT models."""
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ from typing import Any
 from torch import nn
 
 from forgetir.atomic import check_output_dir
+from forgetir.checkpoint import sha256_file
 from forgetir.config import DataConfig, check_fields
-from forgetir.data.folders import image_folder
-from forgetir.data.pipeline import make_train_loader, train_tasks
-from forgetir.data.pool import DeadLeavesPool
+from forgetir.data.folders import PairedImages, image_folder
+from forgetir.data.pipeline import build_sources, make_train_loader, train_tasks
+from forgetir.data.pool import CleanSource, DeadLeavesPool
 from forgetir.data.splits import (
     ManifestError,
     build_split_datasets,
@@ -109,13 +111,32 @@ def loader_pair(datasets: dict[str, Any], method: Any, batch: int, seed: int) ->
 
 
 def _split(
-    parent_data: DataConfig, forget: list[str] | None, manifest_path: str | None, out: Path
+    parent_data: DataConfig,
+    forget: list[str] | None,
+    manifest_path: str | None,
+    out: Path,
+    sources: tuple[CleanSource | None, dict[str, PairedImages]],
 ) -> tuple[dict[str, Any], Path]:
     if manifest_path:
         manifest = load_manifest(manifest_path, verify=True)
     else:
-        manifest = make_split(parent_data, "degradation", forget or [])
+        manifest = make_split(parent_data, "degradation", forget or [], sources=sources)
     return manifest, save_manifest(manifest, out / SPLIT_JSON)
+
+
+def parent_sources(
+    parent_data: DataConfig, parent_path: Path, parent: ModelMeta | None
+) -> tuple[CleanSource | None, dict[str, PairedImages]]:
+    """The parent's training sources; a dead-leaves pool takes its image hashes from the
+    parent's training-pool manifest (``train_pool`` in the sidecar) when that file is intact
+    (its SHA-256 as recorded) and describes the same pool: hashing renders every image."""
+    clean, pairs = build_sources(parent_data, train_tasks(parent_data))
+    record = (parent.raw.get("train_pool") if parent else None) or {}
+    pool_file = parent_path.parent / str(record.get("file", ""))
+    if isinstance(clean, DeadLeavesPool) and record.get("file") and pool_file.is_file():
+        if sha256_file(pool_file) == record.get("sha256"):
+            clean.adopt_hashes(json.loads(pool_file.read_text()).get("clean") or {})
+    return clean, pairs
 
 
 def _check_split_fits_parent(
@@ -190,10 +211,12 @@ def load_inputs(
     parent_meta = model_meta(parent_path)
     parent_data = parent_data_config(parent_meta)
     parent_data.patch_size = opts.patch_size
-    manifest, split_path = _split(parent_data, forget, split, work)
+    sources = parent_sources(parent_data, parent_path, parent_meta)
+    manifest, split_path = _split(parent_data, forget, split, work, sources)
     _check_split_fits_parent(manifest, parent_meta, split or "the split")
     forget_tasks, retain_tasks = _tasks_of(manifest)
-    sources = None
+    if split or opts.clean_source is not None:  # another split's data, or data-free
+        sources = None
     if opts.clean_source is not None:
         sources = (clean_source_images(opts.clean_source, parent_data, opts.seed), {})
     datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed, sources=sources)
