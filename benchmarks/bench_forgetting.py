@@ -172,22 +172,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="default: 2%% of BEFORE's steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--table-only", action="store_true", help="print the table of --results")
+    p.add_argument(
+        "--tuning",
+        action="store_true",
+        help="score and attack on the dead-leaves validation set (for tuning), not the test sets",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = testbed_options(args.testbed, args.steps)
+    if args.tuning:
+        base = replace_opts(base, eval_sets=("val",), ain_eval="val")
     cells = _done(Path(args.results)) if args.table_only else run_all(args, base)
     o = base
+    attacked = {"deadleaves": "dead-leaves test set", "val": "dead-leaves validation set"}
     print(
         f"\nshipped testbed: {TESTBEDS[args.testbed][2]} vs {TESTBEDS[args.testbed][1]}*; "
         f"{o.steps} unlearning steps x batch {o.batch_size} at {o.patch_size}x{o.patch_size}; "
         f"relearning attack: {o.relearn_steps} Adam steps (lr 2e-4) on {o.relearn_patches} "
-        "forget patches, forget PSNR regained on the dead-leaves test set. "
+        f"forget patches, forget PSNR regained on the {attacked.get(o.ain_eval, o.ain_eval)}. "
         "Mean ± sd over seeds; a difference under 2 sd reads 'no difference'."
     )
-    for name, what in (
-        ("photos", f"7 shipped photos, longest side <= {o.test_max_side}"),
-        ("deadleaves", f"{o.deadleaves_n} held-out dead-leaves test images, {o.deadleaves_size}px"),
-    ):
+    sets = {
+        "photos": f"7 shipped photos, longest side <= {o.test_max_side}",
+        "deadleaves": f"{o.deadleaves_n} held-out dead-leaves test images, {o.deadleaves_size}px",
+        "val": f"{o.deadleaves_n} dead-leaves validation images (seed 7), {o.deadleaves_size}px",
+    }
+    for name in o.eval_sets:
+        what = sets[name]
         print(f"\n{what} (promptir protocol PSNR):\n")
         print(table(cells, name, args.types))
         print()
