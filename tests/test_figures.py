@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from forgetir.figures import write_image_grid
+from forgetir.data.testsets import build_test_sets
+from forgetir.figures import write_image_grid, write_model_grid
 
 
 def test_write_image_grid_checks_shapes(tmp_path):
@@ -13,3 +14,19 @@ def test_write_image_grid_checks_shapes(tmp_path):
         write_image_grid(tmp_path / "g.png", [("a", [torch.rand(2, 3, 4, 4)])], ["x"])
     p = write_image_grid(tmp_path / "g.png", [("a", [torch.rand(4, 4), None])], ["x", "y"])
     assert p.read_bytes()[:4] == b"\x89PNG"
+
+
+class _Refuses(torch.nn.Module):
+    def forward(self, x):
+        raise AssertionError("restored again")
+
+
+def test_model_grid_uses_outputs_the_evaluation_already_restored(tmp_path):
+    sets = build_test_sets("deadleaves", tasks=("dehaze", "derain"), n=1, size=16)
+    known = {"unlearned": {t: torch.zeros(1, 3, 16, 16) for t in sets}}
+    path = write_model_grid(
+        tmp_path / "g.png", {"unlearned": _Refuses()}, sets, ["dehaze"], outputs=known
+    )
+    assert path.is_file()
+    with pytest.raises(AssertionError, match="restored again"):
+        write_model_grid(tmp_path / "h.png", {"unlearned": _Refuses()}, sets, ["dehaze"])

@@ -142,13 +142,16 @@ def evaluate_model(
     per_image: bool = False,
     quiet: bool | None = None,
     label: str = "evaluate",
+    first_outputs: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Metrics]:
     """``{task: {"psnr", "ssim", "n"}}`` of ``model`` on each :class:`TestSet`, averaged per image.
 
     No gradients; images of one size are batched (``batch_size`` at a time); the model runs on
     ``device`` (default: where its parameters are). ``per_image`` adds ``"images"``:
     ``{name: {"psnr", "ssim"}}``. Progress (images restored, ``label``) shows after 2 s
-    unless ``quiet`` (None: as :func:`forgetir.progress.quiet_scope` says).
+    unless ``quiet`` (None: as :func:`forgetir.progress.quiet_scope` says). ``first_outputs``
+    (a dict) receives each task's output for its first image (for an image grid, which then
+    need not restore it again).
 
     Example:
         >>> from forgetir.data.testsets import build_test_sets
@@ -169,6 +172,8 @@ def evaluate_model(
 
         for task, ts in test_sets.items():
             preds = restore(model, ts.degraded, device, batch_size, on_batch=advance)
+            if first_outputs is not None and preds:
+                first_outputs[task] = preds[0]
             out[task] = score_images(
                 preds, ts.clean, protocol, batch_size, ts.names if per_image else None
             )

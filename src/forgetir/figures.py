@@ -134,9 +134,12 @@ def write_model_grid(
     forget_tasks: Sequence[str] = (),
     index: int = 0,
     quiet: bool | None = None,
+    outputs: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Grid of image ``index`` of every test set: degraded input | each model | ground truth,
     one row per task, forget and retain tasks labelled (a ``None`` model leaves its column blank).
+    ``outputs[label][task]``, where given, is that model's output for the image (already
+    restored by the evaluation), so it is not restored again.
     Progress per row shows after 2 s unless ``quiet`` (None: see :mod:`forgetir.progress`).
 
     Example:
@@ -158,7 +161,11 @@ def write_model_grid(
             if not 0 <= index < len(ts.degraded):
                 raise ValueError(f"image index {index} out of range for test set {task!r}")
             x = ts.degraded[index]
-            outs = [restore(m, [x])[0] if m is not None else None for m in models.values()]
+            known = {k: v[task] for k, v in (outputs or {}).items() if task in v}
+            outs = [
+                known[k] if k in known else restore(m, [x])[0] if m is not None else None
+                for k, m in models.items()
+            ]
             role = "forget" if task in forget_tasks else "retain"
             rows.append((f"{column(task)} ({role})", [x, *outs, ts.clean[index]]))
             bar.update(i, task)

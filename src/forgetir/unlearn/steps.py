@@ -58,6 +58,7 @@ class Scored:
     rows: dict[str, Any]  # input / BEFORE / unlearned / UT
     forget_tasks: list[str]
     retain_tasks: list[str]
+    first_outputs: dict[str, dict[str, Any]]  # model row -> task -> output of image 0
 
 
 def train_method(inp: Inputs, opts: UnlearnOptions, work: Path) -> Trained:
@@ -120,12 +121,16 @@ def score(inp: Inputs, opts: UnlearnOptions, work: Path) -> Scored:
     source = describe_test_sets(test_sets)
     # Per image, so that the verdict's intervals need no second pass over the test sets.
     rows = {INPUT_ROW: evaluate_degraded_input(test_sets, opts.protocol, per_image=True)}
-    rows["BEFORE"] = evaluate_model(inp.before, test_sets, opts.protocol, per_image=True)
-    rows["unlearned"] = evaluate_model(inp.model, test_sets, opts.protocol, per_image=True)
-    if inp.ut_model is not None:
-        rows["UT"] = evaluate_model(inp.ut_model, test_sets, opts.protocol, per_image=True)
+    models = {"BEFORE": inp.before, "unlearned": inp.model, "UT": inp.ut_model}
+    first: dict[str, dict[str, Any]] = {}
+    for row, model in models.items():
+        if model is not None:
+            first[row] = {}
+            rows[row] = evaluate_model(
+                model, test_sets, opts.protocol, per_image=True, first_outputs=first[row]
+            )
     write_results(work / QUALITY_JSON, rows, opts.protocol, source)
-    return Scored(test_sets, source, rows, forget_tasks, retain_tasks)
+    return Scored(test_sets, source, rows, forget_tasks, retain_tasks, first)
 
 
 def _expert_usage(
@@ -234,7 +239,9 @@ def verify_and_finish(
             models["UT"] = inp.ut_model
         (work / GRIDS).mkdir(exist_ok=True)
         grid = work / GRIDS / "outputs.png"
-        write_model_grid(grid, models, scored.test_sets, list(run.forget_tasks))
+        write_model_grid(
+            grid, models, scored.test_sets, list(run.forget_tasks), outputs=scored.first_outputs
+        )
     if not opts.quiet:
         print(format_table(scored.rows, opts.protocol, scored.source))
         if verified is not None:
