@@ -7,7 +7,7 @@ than they save (measured: 63 vs 1.7 images/s). Such work runs under :func:`singl
 For the model itself, torch's default (one thread per core) is right on an idle machine, but
 when another job holds a core, two threads on two contended cores ran ~10x slower than one
 (measured: the demo took 18.5 min instead of 2). :func:`apply_threads` therefore defaults to
-the cores that are free now (:func:`free_cores`).
+the cores that are free now (:func:`free_cores`, sampled over 0.3 s).
 
 Example:
     >>> import torch
@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,8 +40,45 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _cpu_times(path: str = "/proc/stat") -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from ``/proc/stat``; None where there is no such file."""
+    try:
+        with open(path) as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cpus(window_s: float = 0.3) -> float:
+    """How many CPUs other jobs keep busy right now: the machine's CPU use over ``window_s``
+    seconds while this process sleeps (so its own use is not counted). Falls back to the
+    1-minute load average where ``/proc/stat`` is missing.
+
+    Why not the load average alone: it lags by a minute both ways — a job started 20 s ago
+    barely shows (the demo then took two threads on a busy core), and a test suite that just
+    ended still counts as a busy core (the demo then ran on one of two idle cores).
+
+    Example:
+        >>> busy_cpus(0.05) >= 0.0
+        True
+    """
+    first = _cpu_times()
+    if first is not None:
+        time.sleep(window_s)
+        second = _cpu_times()
+        if second is not None and second[1] > first[1]:
+            share = (second[0] - first[0]) / (second[1] - first[1])
+            return share * (os.cpu_count() or 1)
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def free_cores() -> int:
-    """The CPUs this process may use minus the 1-minute load average (at least 1).
+    """The CPUs this process may use minus those other jobs keep busy now (at least 1).
 
     Example:
         >>> free_cores() >= 1
@@ -50,11 +88,7 @@ def free_cores() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
-    return max(1, min(cores, int(cores - load + 0.5)))
+    return max(1, min(cores, int(cores - busy_cpus() + 0.5)))
 
 
 def apply_threads(requested: int | None = None) -> int:
