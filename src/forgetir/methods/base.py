@@ -1,8 +1,9 @@
 """The contract every unlearning method keeps, and the loss pieces they share.
 
-A method is a small object around the model being unlearned. The one loop (``engine.py``) calls
-``prepare(forget_batch, retain_batch)`` once, then each step ``loss(forget_batch, retain_batch)``
-and optimises ``trainable_parameters()``; after each step it may ask ``should_stop(logs)``.
+A method is a small object around the model being unlearned. The one loop
+(:mod:`forgetir.engine.loop`) calls ``prepare(forget_batch, retain_batch)`` once, then each
+step ``loss(forget_batch, retain_batch)`` and optimises ``trainable_parameters()``; after each
+step it may ask ``should_stop(logs)``.
 
 Batches are dicts ``{"degraded": (B,3,P,P), "clean": (B,3,P,P), "task": list[str], ...}`` with
 images in [0, 1]. ``forget_batch`` may be None for methods that do not use forget data

@@ -53,6 +53,7 @@ def register_model(
 
 def list_models() -> list[str]:
     """Registered model names, sorted (with those of installed ``forgetir.models`` plugins)."""
+    # Imported here: ``external`` imports this module to register plugins into MODELS.
     from forgetir.models.external import load_entry_points
 
     load_entry_points()
