@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -95,7 +97,15 @@ def test_reference_target_needs_a_reference(tiny):
 
 
 @pytest.mark.parametrize(
-    "bad", [{"keep_ratio": 0.0}, {"perturb": -1.0}, {"forget_target": "zero"}, {"w_f": -1.0}]
+    "bad",
+    [
+        {"keep_ratio": 0.0},
+        {"perturb": -1.0},
+        {"forget_target": "zero"},
+        {"w_f": -1.0},
+        {"guard_step": -1e-3},
+        {"w_g": -1.0},
+    ],
 )
 def test_config_rejects_bad_values(tiny, bad):
     with pytest.raises(ConfigError):
@@ -116,3 +126,42 @@ def test_retain_focus_weights_tasks_by_softmax_of_their_drift_by_hand(tiny):
     assert float(got) == pytest.approx(wa * la + wb * lb, rel=1e-6)
     plain = _method(tiny).retain_term(out, target, ["a", "b", "b"])
     assert float(plain) == pytest.approx((0.1 + 0.3 + 0.1) / 3, rel=1e-6)
+
+
+def test_guard_term_is_the_forget_term_after_one_simulated_relearning_step_by_hand(tiny):
+    forget, retain = make_batch(1), make_batch(2, task="derain")
+    m = _method(tiny, w_f=0.7, w_r=1.9, w_g=1.3, guard_step=1e-2, keep_ratio=0.5)
+    m.prepare(forget, retain)
+    x_f, y_f = forget["degraded"], forget["clean"]
+    # The attacker: one sign step of L1(N(x_f), y_f) on every weight (not only the free ones).
+    attacker = copy.deepcopy(m.original)
+    for p in attacker.parameters():
+        p.requires_grad_(True)
+    (attacker(x_f) - y_f).abs().mean().backward()
+    with torch.no_grad():
+        for p in attacker.parameters():
+            if p.grad is not None:  # weights the forward does not use stay put
+                p.sub_(1e-2 * p.grad.sign())
+        guard = (attacker(x_f) - x_f).abs().mean()
+        forget_term = (m.model(x_f) - x_f).abs().mean()
+    out = m.loss(forget, retain)
+    assert out["guard_l1"] == pytest.approx(float(guard), rel=1e-5)
+    expected = 0.7 * forget_term + 1.3 * guard  # the retain term is 0 at BEFORE
+    assert float(out["loss"].detach()) == pytest.approx(float(expected), rel=1e-5)
+    # First order: the guard's gradient reaches the real weights through theta - delta, masked.
+    m.model.zero_grad()
+    out["loss"].backward()
+    for p, mask in zip(m.model.parameters(), m.masks, strict=True):
+        if p.grad is not None:
+            assert torch.all(p.grad[mask == 0] == 0)
+
+
+def test_guard_needs_clean_forget_targets_and_is_off_by_default(tiny):
+    forget, retain = make_batch(1), make_batch(2)
+    m = _method(tiny)
+    m.prepare(forget, retain)
+    assert "guard_l1" not in m.loss(forget, retain)
+    guarded = _method(tiny, guard_step=1e-3)
+    guarded.prepare(forget, retain)
+    with pytest.raises(ValueError, match="clean"):
+        guarded.loss({"degraded": forget["degraded"]}, retain)
