@@ -32,6 +32,15 @@ The terms and why each is there:
   (relearning is fast); scrambling them removes it, and the two loss terms then rebuild the
   retained behaviour on the scrambled weights. Measured: it does slow relearning down to UT's
   pace, but within the 30-step budget the retained tasks do not recover (see the config).
+- **relearning guard** (``guard_step`` > 0, off by default):
+  ``w_g * L1(N_{θ-δ}(x_f), t_f)`` with ``δ = guard_step * sign(∇_θ L1(N_θ(x_f), y_f))``: the
+  forget term evaluated after one simulated step of the relearning attack (a sign step, as
+  Adam's first steps are), with ``δ`` held constant (first order, as in first-order MAML). A
+  plain forget term is satisfied by weights one small step from the old skill; this one is
+  only satisfied where the attacker's first step does not bring the skill back. It needs the
+  forget set's clean targets (the data-free mode synthesises them) and doubles a step's cost.
+  Screened on the validation set (dehaze): it slows relearning towards UT's pace at some cost
+  to the retained tasks, hence ``w_r`` 16 with it (``guard_step=2e-3 w_g=2 w_r=16``).
 
 Use an optimiser without weight decay (``default_optim``): decay would move masked weights.
 
