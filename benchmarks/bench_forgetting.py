@@ -37,7 +37,11 @@ from typing import Any
 import torch
 
 from forgetir.cells import FORGET_TYPES, CellOptions, before_steps, replace_opts, run_cell
+from forgetir.methods.proxy_retrain import GuardedProxyRetrainConfig
 from forgetir.seeds import format_difference, format_mean_sd, mean_sd
+
+_GUARD_KEYS = ("guard_step", "w_g", "w_r")
+GUARDED = {k: getattr(GuardedProxyRetrainConfig(), k) for k in _GUARD_KEYS}
 
 # label -> (method, target, hyperparameters, clean source)
 METHODS: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
@@ -46,13 +50,8 @@ METHODS: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
     "finetune control": ("finetune", "collapse", {}, None),
     "proxy-retrain (ours)": ("proxy-retrain", "collapse", {}, None),
     "proxy-retrain, data-free": ("proxy-retrain", "collapse", {}, "deadleaves"),
-    # The relearning guard as screened on the dead-leaves validation set (dehaze, seeds 0-1).
-    "proxy-retrain + relearning guard": (
-        "proxy-retrain",
-        "collapse",
-        {"guard_step": 2e-3, "w_g": 2.0, "w_r": 16.0},
-        None,
-    ),
+    # proxy-retrain-guarded's configuration, spelled out as proxy-retrain hyperparameters.
+    "proxy-retrain + relearning guard": ("proxy-retrain", "collapse", GUARDED, None),
 }
 
 

@@ -72,7 +72,8 @@ class CellOptions:
 
 
 @functools.lru_cache(maxsize=8)
-def _model(spec: str) -> nn.Module:
+def cell_model(spec: str) -> nn.Module:
+    """The model ``spec`` names (e.g. ``shipped:ut-dehaze``), loaded once and cached."""
     from forgetir.unlearn import load_eval_model
 
     return load_eval_model(spec)
@@ -132,7 +133,7 @@ def _psnr_and_outputs(model: nn.Module, ts: Any) -> tuple[float, list[torch.Tens
 def _reference(spec: str, set_name: str, task: str, sizes: tuple[int, int, int]) -> tuple:
     # BEFORE's and UT's outputs do not change between cells: computed once per process.
     opts = CellOptions(test_max_side=sizes[0], deadleaves_n=sizes[1], deadleaves_size=sizes[2])
-    return _psnr_and_outputs(_model(spec), eval_sets(set_name, opts)[task])
+    return _psnr_and_outputs(cell_model(spec), eval_sets(set_name, opts)[task])
 
 
 def _key(opts: CellOptions) -> tuple[int, int, int]:
@@ -212,7 +213,7 @@ def unlearn_copy(
     from forgetir.methods import create_method
 
     torch.manual_seed(seed)
-    before = _model(opts.before)
+    before = cell_model(opts.before)
     model = copy.deepcopy(before).train()
     model.requires_grad_(True)
     g = torch.Generator().manual_seed(seed)
@@ -253,7 +254,8 @@ def replace_opts(opts: CellOptions, **changes: Any) -> CellOptions:
     return CellOptions(**{**asdict(opts), **changes})
 
 
-def _attack_pairs(forget_type: str, opts: CellOptions) -> list[tuple[torch.Tensor, ...]]:
+def attack_pairs(forget_type: str, opts: CellOptions) -> list[tuple[torch.Tensor, ...]]:
+    """(degraded, clean) pairs of the forget tasks on ``opts.ain_eval``: where attacks score."""
     sets = eval_sets(opts.ain_eval, opts)
     return [
         (x, y)
@@ -271,7 +273,7 @@ def relearn_gain(model: nn.Module, forget_type: str, opts: CellOptions) -> float
         model,
         _relearn_samples(forget_type, opts),
         steps=opts.relearn_steps,
-        eval_set=_attack_pairs(forget_type, opts),
+        eval_set=attack_pairs(forget_type, opts),
         eval_every=max(opts.relearn_steps, 1),
     )
     return float(run["recovered_db"])
@@ -280,7 +282,7 @@ def relearn_gain(model: nn.Module, forget_type: str, opts: CellOptions) -> float
 @functools.lru_cache(maxsize=8)
 def _ut_relearn_gain(spec: str, forget_type: str, key: tuple) -> float:
     opts = CellOptions(**dict(zip(_RELEARN_KEYS, key, strict=True)))
-    return relearn_gain(_model(spec), forget_type, opts)
+    return relearn_gain(cell_model(spec), forget_type, opts)
 
 
 def relearn_steps(model: nn.Module, forget_type: str, opts: CellOptions) -> int | None:
@@ -288,11 +290,11 @@ def relearn_steps(model: nn.Module, forget_type: str, opts: CellOptions) -> int 
     ``opts.ain_eval`` is at most 1.05 x BEFORE's; None if not within ``ain_max_steps``."""
     from forgetir.verify import relearn
 
-    pairs = _attack_pairs(forget_type, opts)
+    pairs = attack_pairs(forget_type, opts)
     before_l1 = sum(
         float((o.clamp(0, 1) - y).abs().mean())
         for o, (_, y) in zip(
-            restore(_model(opts.before), [x for x, _ in pairs]), pairs, strict=True
+            restore(cell_model(opts.before), [x for x, _ in pairs]), pairs, strict=True
         )
     ) / len(pairs)
     run = relearn(
@@ -322,7 +324,7 @@ _RELEARN_KEYS = (
 def _ut_relearn_steps(spec: str, forget_type: str, key: tuple) -> int | None:
     # Deterministic for a given UT and attack: run once per process.
     opts = CellOptions(**dict(zip(_RELEARN_KEYS, key, strict=True)))
-    return relearn_steps(_model(spec), forget_type, opts)
+    return relearn_steps(cell_model(spec), forget_type, opts)
 
 
 def anamnesis(model: nn.Module, forget_type: str, opts: CellOptions) -> dict[str, Any]:
