@@ -81,6 +81,20 @@ def _done(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["guard_step=2e-3", "w_r=16"]`` -> ``{"guard_step": 0.002, "w_r": 16}`` (JSON values)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. w_r=16")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def run_all(args: argparse.Namespace, base: CellOptions) -> list[dict[str, Any]]:
     """Run every missing (seed, type, method) cell, seeds outermost so that a stopped job still
     leaves whole seeds; return all cells of the results file."""
@@ -88,13 +102,18 @@ def run_all(args: argparse.Namespace, base: CellOptions) -> list[dict[str, Any]]
     path.parent.mkdir(parents=True, exist_ok=True)
     cells = _done(path)
     have = {(c["label"], c["forget_type"], c["seed"]) for c in cells}
+    extra = parse_set(args.set)
+    suffix = f" [{' '.join(f'{k}={v}' for k, v in extra.items())}]" if extra else ""
     for seed in range(args.seeds):
         for t in args.types:
-            for label in args.methods:
+            for name in args.methods:
+                label = name + suffix
                 if (label, t, seed) in have:
                     continue
-                method, target, hp, clean = METHODS[label]
-                opts = replace_opts(base, target=target, hparams=hp, clean_source=clean)
+                method, target, hp, clean = METHODS[name]
+                opts = replace_opts(
+                    base, target=target, hparams={**hp, **extra}, clean_source=clean
+                )
                 cell = {"label": label, **run_cell(method, t, seed, opts)}
                 with path.open("a") as f:
                     f.write(json.dumps(cell) + "\n")
@@ -120,7 +139,8 @@ def table(cells: list[dict[str, Any]], set_name: str, types: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in types:
-        for label in METHODS:
+        labels = list(METHODS) + [c["label"] for c in cells if c["label"] not in METHODS]
+        for label in dict.fromkeys(labels):  # the table's order first, then screened variants
             mine = [c for c in cells if c["label"] == label and c["forget_type"] == t]
             mine = [c for c in mine if set_name in c["eval"]]
             if not mine:
@@ -189,6 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="default: 2%% of BEFORE's steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--table-only", action="store_true", help="print the table of --results")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method hyperparameters for a screen (e.g. guard_step=2e-3 w_r=16), added to each "
+        "--methods entry's own; the cells are labelled with them",
+    )
     p.add_argument(
         "--tuning",
         action="store_true",
