@@ -52,6 +52,7 @@ METHODS: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
     "proxy-retrain, data-free": ("proxy-retrain", "collapse", {}, "deadleaves"),
     # proxy-retrain-guarded's configuration, spelled out as proxy-retrain hyperparameters.
     "proxy-retrain + relearning guard": ("proxy-retrain", "collapse", GUARDED, None),
+    "proxy-retrain + guard, data-free": ("proxy-retrain", "collapse", GUARDED, "deadleaves"),
 }
 
 
@@ -182,6 +183,18 @@ COMPARISONS = (
     (
         "proxy-retrain + relearning guard",
         "proxy-retrain (ours)",
+        "worst_retain_delta",
+        "worst retained Δ",
+    ),
+    (
+        "proxy-retrain + guard, data-free",
+        "proxy-retrain + relearning guard",
+        "forget_psnr",
+        "forget PSNR",
+    ),
+    (
+        "proxy-retrain + guard, data-free",
+        "proxy-retrain + relearning guard",
         "worst_retain_delta",
         "worst retained Δ",
     ),
