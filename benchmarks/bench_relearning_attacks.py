@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_forgetting import METHODS, TESTBEDS, testbed_options
+from bench_forgetting import METHODS, TESTBEDS, parse_set, testbed_options
 
 from forgetir.cells import (
     FORGET_TYPES,
@@ -39,7 +39,8 @@ from forgetir.cells import (
 from forgetir.seeds import format_mean_sd
 from forgetir.verify import relearn
 
-LABELS = ("proxy-retrain (ours)", "proxy-retrain + relearning guard")
+GUARDED_LABEL = "proxy-retrain + relearning guard"
+LABELS = ("proxy-retrain (ours)", GUARDED_LABEL)
 # name -> (steps, lr, first patch, number of patches) of the forget set (BEFORE's own data)
 ATTACKS: dict[str, tuple[int, float, int, int]] = {
     "20 steps, lr 2e-4, 4 patches (the benchmark's)": (20, 2e-4, 0, 4),
@@ -68,15 +69,19 @@ def run_all(args: argparse.Namespace, opts: CellOptions) -> list[dict[str, Any]]
         [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
     )
     have = {(c["label"], c["forget_type"], c["seed"]) for c in done}
+    extra = parse_set(args.set)
+    variant = f"{GUARDED_LABEL} [{' '.join(f'{k}={v}' for k, v in extra.items())}]"
+    labels = [variant] if extra else list(LABELS)
     todo = [("UT", t, 0) for t in args.types]
-    todo += [(lab, t, s) for s in range(args.seeds) for t in args.types for lab in LABELS]
+    todo += [(lab, t, s) for s in range(args.seeds) for t in args.types for lab in labels]
     for label, t, seed in todo:
         if (label, t, seed) in have:
             continue
         if label == "UT":  # deterministic: one run stands for every seed
             model = cell_model(opts.ut[t])
         else:
-            method, target, hp, clean = METHODS[label]
+            method, target, hp, clean = METHODS[label if label in METHODS else GUARDED_LABEL]
+            hp = {**hp, **(extra if label == variant else {})}
             o = replace_opts(opts, target=target, hparams=hp, clean_source=clean)
             model, _ = unlearn_copy(method, t, seed, o)
         cell = {
@@ -93,15 +98,17 @@ def run_all(args: argparse.Namespace, opts: CellOptions) -> list[dict[str, Any]]
 
 
 def table(cells: list[dict[str, Any]], types: list[str]) -> str:
+    # Our two methods first, then any screened variants, then UT.
+    labels = list(dict.fromkeys([*LABELS, *(c["label"] for c in cells if c["label"] != "UT")]))
     lines = [
-        "| forget | attack | " + " | ".join(LABELS) + " | UT |",
-        "|---|---|" + "---|" * (len(LABELS) + 1),
+        "| forget | attack | " + " | ".join(labels) + " | UT |",
+        "|---|---|" + "---|" * (len(labels) + 1),
     ]
     for t in types:
         ut = [c for c in cells if c["label"] == "UT" and c["forget_type"] == t]
         for name in ATTACKS:
             row = []
-            for label in LABELS:
+            for label in labels:
                 mine = [c for c in cells if c["label"] == label and c["forget_type"] == t]
                 row.append(format_mean_sd([c["gain_db"][name] for c in mine]) if mine else "–")
             u = f"{ut[0]['gain_db'][name]:.2f}" if ut else "–"
@@ -117,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="runs/bench-relearning/cells.jsonl")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--table-only", action="store_true", help="print the table of --results")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="attack a variant of the guarded method instead (e.g. guard_depth=4 guard_step=1e-3)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     opts = testbed_options(args.testbed, None)

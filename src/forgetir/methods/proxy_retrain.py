@@ -93,6 +93,7 @@ class ProxyRetrainConfig(MethodConfig):
     # the forget term after one simulated relearning step of this size per weight.
     guard_step: float = 0.0
     w_g: float = 1.0
+    guard_depth: int = 1  # simulated attack steps, each a sign step of guard_step
 
     def __post_init__(self) -> None:
         if self.forget_target not in FORGET_TARGETS:
@@ -111,6 +112,8 @@ class ProxyRetrainConfig(MethodConfig):
             )
         if self.guard_step < 0:
             raise ConfigError(f"guard_step must be >= 0, got {self.guard_step}")
+        if self.guard_depth < 1:
+            raise ConfigError(f"guard_depth must be >= 1, got {self.guard_depth}")
 
 
 def saliency_ratio(
@@ -225,17 +228,20 @@ class ProxyRetrain(GradientMask, UnlearningMethod):
         return {"loss": loss, **logs}
 
     def guard_term(self, x_f: torch.Tensor, t_f: torch.Tensor, y_f: torch.Tensor) -> torch.Tensor:
-        """The forget term after one simulated relearning step: the attacker's sign step
-        (Adam-like) of ``guard_step`` per weight on ``L1(N(x_f), y_f)``, taken as a constant
-        (first order), so the gradient reaches the real weights through ``θ - δ``."""
+        """The forget term after ``guard_depth`` simulated relearning steps: the attacker's sign
+        steps (Adam-like) of ``guard_step`` per weight on ``L1(N(x_f), y_f)``, each from where
+        the last one left. Their sum ``δ`` is taken as a constant (first order), so the gradient
+        reaches the real weights through ``θ - δ``."""
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        copies = {n: p.detach().requires_grad_() for n, p in named}
-        attack = l1(torch.func.functional_call(self.model, copies, (x_f,)), y_f)
-        grads = torch.autograd.grad(attack, list(copies.values()), allow_unused=True)
-        moved = {
-            n: p if g is None else p - self.cfg.guard_step * g.sign()
-            for (n, p), g in zip(named, grads, strict=True)
-        }
+        delta = {n: torch.zeros_like(p) for n, p in named}
+        for _ in range(self.cfg.guard_depth):
+            copies = {n: (p.detach() - delta[n]).requires_grad_() for n, p in named}
+            attack = l1(torch.func.functional_call(self.model, copies, (x_f,)), y_f)
+            grads = torch.autograd.grad(attack, list(copies.values()), allow_unused=True)
+            for (n, _), g in zip(named, grads, strict=True):
+                if g is not None:
+                    delta[n] += self.cfg.guard_step * g.sign()
+        moved = {n: p - delta[n] for n, p in named}
         return l1(torch.func.functional_call(self.model, moved, (x_f,)), t_f)
 
     def retain_term(
