@@ -105,6 +105,7 @@ def test_reference_target_needs_a_reference(tiny):
         {"w_f": -1.0},
         {"guard_step": -1e-3},
         {"w_g": -1.0},
+        {"guard_depth": 0},
     ],
 )
 def test_config_rejects_bad_values(tiny, bad):
@@ -165,3 +166,23 @@ def test_guard_needs_clean_forget_targets_and_is_off_by_default(tiny):
     guarded.prepare(forget, retain)
     with pytest.raises(ValueError, match="clean"):
         guarded.loss({"degraded": forget["degraded"]}, retain)
+
+
+def test_deeper_guard_takes_each_simulated_step_from_where_the_last_left_by_hand(tiny):
+    forget, retain = make_batch(1), make_batch(2, task="derain")
+    m = _method(tiny, guard_step=1e-2, guard_depth=2)
+    m.prepare(forget, retain)
+    x_f, y_f = forget["degraded"], forget["clean"]
+    attacker = copy.deepcopy(m.original)
+    for p in attacker.parameters():
+        p.requires_grad_(True)
+    for _ in range(2):
+        attacker.zero_grad()
+        (attacker(x_f) - y_f).abs().mean().backward()
+        with torch.no_grad():
+            for p in attacker.parameters():
+                if p.grad is not None:
+                    p.sub_(1e-2 * p.grad.sign())
+    with torch.no_grad():
+        guard = (attacker(x_f) - x_f).abs().mean()
+    assert m.loss(forget, retain)["guard_l1"] == pytest.approx(float(guard), rel=1e-5)
