@@ -38,7 +38,8 @@ The terms and why each is there:
   Adam's first steps are), with ``δ`` held constant (first order, as in first-order MAML). A
   plain forget term is satisfied by weights one small step from the old skill; this one is
   only satisfied where the attacker's first step does not bring the skill back. It needs the
-  forget set's clean targets (the data-free mode synthesises them) and doubles a step's cost.
+  forget set's clean targets (the data-free mode synthesises them) and doubles a step's cost
+  (``guard_depth`` > 1 simulates that many steps, each from where the last one left).
   Screened on the validation set (dehaze): it slows relearning towards UT's pace at some cost
   to the retained tasks, hence ``w_r`` 16 with it (``guard_step=2e-3 w_g=2 w_r=16``).
 
