@@ -76,10 +76,15 @@ def testbed_options(name: str, steps: int | None) -> CellOptions:
     return CellOptions(steps=steps, before=before, ut=uts)
 
 
-def _done(path: Path) -> list[dict[str, Any]]:
+def read_cells(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def add_set_argument(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE ...``: a hyperparameter variant (read with :func:`parse_set`)."""
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help=help)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -101,7 +106,7 @@ def run_all(args: argparse.Namespace, base: CellOptions) -> list[dict[str, Any]]
     leaves whole seeds; return all cells of the results file."""
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cells = _done(path)
+    cells = read_cells(path)
     have = {(c["label"], c["forget_type"], c["seed"]) for c in cells}
     extra = parse_set(args.set)
     suffix = f" [{' '.join(f'{k}={v}' for k, v in extra.items())}]" if extra else ""
@@ -222,12 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="default: 2%% of BEFORE's steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--table-only", action="store_true", help="print the table of --results")
-    p.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="method hyperparameters for a screen (e.g. guard_step=2e-3 w_r=16), added to each "
+    add_set_argument(
+        p,
+        "method hyperparameters for a screen (e.g. guard_step=2e-3 w_r=16), added to each "
         "--methods entry's own; the cells are labelled with them",
     )
     p.add_argument(
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     base = testbed_options(args.testbed, args.steps)
     if args.tuning:
         base = replace_opts(base, eval_sets=("val",), ain_eval="val")
-    cells = _done(Path(args.results)) if args.table_only else run_all(args, base)
+    cells = read_cells(Path(args.results)) if args.table_only else run_all(args, base)
     o = base
     attacked = {"deadleaves": "dead-leaves test set", "val": "dead-leaves validation set"}
     print(

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_forgetting import METHODS, TESTBEDS, parse_set, testbed_options
+from bench_forgetting import (
+    METHODS,
+    TESTBEDS,
+    add_set_argument,
+    parse_set,
+    read_cells,
+    testbed_options,
+)
 
 from forgetir.cells import (
     FORGET_TYPES,
@@ -65,9 +72,7 @@ def attack_all(model: torch.nn.Module, forget_type: str, opts: CellOptions) -> d
 def run_all(args: argparse.Namespace, opts: CellOptions) -> list[dict[str, Any]]:
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
-    done = (
-        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-    )
+    done = read_cells(path)
     have = {(c["label"], c["forget_type"], c["seed"]) for c in done}
     extra = parse_set(args.set)
     variant = f"{GUARDED_LABEL} [{' '.join(f'{k}={v}' for k, v in extra.items())}]"
@@ -124,19 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="runs/bench-relearning/cells.jsonl")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--table-only", action="store_true", help="print the table of --results")
-    p.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="attack a variant of the guarded method instead (e.g. guard_depth=4 guard_step=1e-3)",
+    add_set_argument(
+        p, "attack a variant of the guarded method instead (e.g. guard_depth=4 guard_step=1e-3)"
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     opts = testbed_options(args.testbed, None)
     path = Path(args.results)
     if args.table_only:
-        cells = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        cells = read_cells(path)
     else:
         cells = run_all(args, opts)
     print(
