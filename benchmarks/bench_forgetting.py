@@ -31,17 +31,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from forgetir.cells import FORGET_TYPES, CellOptions, before_steps, replace_opts, run_cell
-from forgetir.methods.proxy_retrain import GuardedProxyRetrainConfig
+from forgetir.methods.proxy_retrain import GuardedProxyRetrainConfig, ProxyRetrainConfig
 from forgetir.seeds import format_difference, format_mean_sd, mean_sd
 
-_GUARD_KEYS = ("guard_step", "w_g", "w_r")
-GUARDED = {k: getattr(GuardedProxyRetrainConfig(), k) for k in _GUARD_KEYS}
+# proxy-retrain-guarded's defaults where they differ from proxy-retrain's.
+_plain, _guarded = asdict(ProxyRetrainConfig()), asdict(GuardedProxyRetrainConfig())
+GUARDED = {k: v for k, v in _guarded.items() if v != _plain[k]}
 
 # label -> (method, target, hyperparameters, clean source)
 METHODS: dict[str, tuple[str, str, dict[str, Any], str | None]] = {
@@ -101,6 +103,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def variant_label(name: str, extra: dict[str, Any]) -> str:
+    """The results label of method row ``name`` run with ``--set`` hyperparameters ``extra``."""
+    return f"{name} [{' '.join(f'{k}={v}' for k, v in extra.items())}]" if extra else name
+
+
 def run_all(args: argparse.Namespace, base: CellOptions) -> list[dict[str, Any]]:
     """Run every missing (seed, type, method) cell, seeds outermost so that a stopped job still
     leaves whole seeds; return all cells of the results file."""
@@ -109,11 +116,10 @@ def run_all(args: argparse.Namespace, base: CellOptions) -> list[dict[str, Any]]
     cells = read_cells(path)
     have = {(c["label"], c["forget_type"], c["seed"]) for c in cells}
     extra = parse_set(args.set)
-    suffix = f" [{' '.join(f'{k}={v}' for k, v in extra.items())}]" if extra else ""
     for seed in range(args.seeds):
         for t in args.types:
             for name in args.methods:
-                label = name + suffix
+                label = variant_label(name, extra)
                 if (label, t, seed) in have:
                     continue
                 method, target, hp, clean = METHODS[name]

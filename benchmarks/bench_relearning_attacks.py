@@ -32,6 +32,7 @@ from bench_forgetting import (
     parse_set,
     read_cells,
     testbed_options,
+    variant_label,
 )
 
 from forgetir.cells import (
@@ -39,9 +40,9 @@ from forgetir.cells import (
     CellOptions,
     attack_pairs,
     cell_model,
+    relearn_samples,
     replace_opts,
     unlearn_copy,
-    unlearn_data,
 )
 from forgetir.seeds import format_mean_sd
 from forgetir.verify import relearn
@@ -59,11 +60,10 @@ ATTACKS: dict[str, tuple[int, float, int, int]] = {
 
 def attack_all(model: torch.nn.Module, forget_type: str, opts: CellOptions) -> dict[str, float]:
     """Forget PSNR (dB) each attack of ATTACKS regains on the dead-leaves test set."""
-    ds = unlearn_data(forget_type, 0, replace_opts(opts, clean_source=None))["forget"]
     evalset = attack_pairs(forget_type, opts)
     out = {}
     for name, (steps, lr, first, n) in ATTACKS.items():
-        pairs = [(ds[i]["degraded"][None], ds[i]["clean"][None]) for i in range(first, first + n)]
+        pairs = relearn_samples(forget_type, opts, first, n)
         run = relearn(model, pairs, steps=steps, lr=lr, eval_set=evalset, eval_every=steps)
         out[name] = float(run["recovered_db"])
     return out
@@ -75,7 +75,7 @@ def run_all(args: argparse.Namespace, opts: CellOptions) -> list[dict[str, Any]]
     done = read_cells(path)
     have = {(c["label"], c["forget_type"], c["seed"]) for c in done}
     extra = parse_set(args.set)
-    variant = f"{GUARDED_LABEL} [{' '.join(f'{k}={v}' for k, v in extra.items())}]"
+    variant = variant_label(GUARDED_LABEL, extra)
     labels = [variant] if extra else list(LABELS)
     todo = [("UT", t, 0) for t in args.types]
     todo += [(lab, t, s) for s in range(args.seeds) for t in args.types for lab in labels]

@@ -243,10 +243,15 @@ def unlearn_copy(
 # ------------------------------------------------------------------------------ relearning
 
 
-def _relearn_samples(forget_type: str, opts: CellOptions) -> list[tuple[torch.Tensor, ...]]:
+def relearn_samples(
+    forget_type: str, opts: CellOptions, first: int = 0, n: int | None = None
+) -> list[tuple[torch.Tensor, ...]]:
+    """The attacker's (degraded, clean) patches: ``n`` (default ``opts.relearn_patches``) from
+    ``first`` in BEFORE's own forget set, drawn with seed 0."""
     # Fixed across seeds and methods: the attack is the same for every model it is run on.
     ds = unlearn_data(forget_type, 0, replace_opts(opts, clean_source=None))["forget"]
-    return [(ds[i]["degraded"][None], ds[i]["clean"][None]) for i in range(opts.relearn_patches)]
+    n = opts.relearn_patches if n is None else n
+    return [(ds[i]["degraded"][None], ds[i]["clean"][None]) for i in range(first, first + n)]
 
 
 def replace_opts(opts: CellOptions, **changes: Any) -> CellOptions:
@@ -271,7 +276,7 @@ def relearn_gain(model: nn.Module, forget_type: str, opts: CellOptions) -> float
 
     run = relearn(
         model,
-        _relearn_samples(forget_type, opts),
+        relearn_samples(forget_type, opts),
         steps=opts.relearn_steps,
         eval_set=attack_pairs(forget_type, opts),
         eval_every=max(opts.relearn_steps, 1),
@@ -299,7 +304,7 @@ def relearn_steps(model: nn.Module, forget_type: str, opts: CellOptions) -> int 
     ) / len(pairs)
     run = relearn(
         model,
-        _relearn_samples(forget_type, opts),
+        relearn_samples(forget_type, opts),
         steps=opts.ain_max_steps,
         eval_set=pairs,
         eval_every=opts.ain_eval_every,
