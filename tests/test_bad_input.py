@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import shutil
+import stat
 import struct
 import time
 from dataclasses import dataclass
@@ -156,6 +157,18 @@ def _sys_refuses() -> bool:
     return False
 
 
+def _full_device(tmp: Path) -> Path:
+    """A character device (a twin of /dev/full, made inside ``tmp``: a test that failed would
+    replace this one, not the system's); skips where devices cannot be made (not root)."""
+    dev = tmp / "full"
+    if not dev.exists():
+        try:
+            os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        except (PermissionError, AttributeError):
+            pytest.skip("making a character device needs root")
+    return dev
+
+
 def _file(tmp: Path, name: str = "a-file", text: str = "x") -> Path:
     path = tmp / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +227,14 @@ def _finished_run(e: Env) -> tuple[Path, Path, Path]:
     run = e.tmp / "done"
     run_unlearn(own_parent, run, opts, forget=["dehaze"], ut=own_ut)
     return run, own_parent, own_ut
+
+
+def _reported_run(e: Env) -> Path:
+    """A finished run with the verify.json a report needs (its content is not read before the
+    refusals these cases test)."""
+    run, _, _ = _finished_run(e)
+    (run / "verify.json").write_text("{}")
+    return run
 
 
 # --------------------------------------------------------------------------------- the cases
@@ -928,6 +949,53 @@ def _cases() -> list[tuple[str, Any]]:
             out,
         )
 
+    # ---- issue 23: writes that never destroy -----------------------------------------------
+    @case("eval-out-is-a-fifo")
+    def _(e):
+        fifo = e.tmp / "pipe"
+        os.mkfifo(fifo)
+        return ["eval", str(e.parent), *FAST_EVAL, "--out", str(fifo)], [str(fifo), "FIFO"], fifo
+
+    @case("eval-out-is-a-character-device")
+    def _(e):
+        return (
+            ["eval", str(e.parent), *FAST_EVAL, "--out", str(_full_device(e.tmp))],
+            ["character device"],
+            _full_device(e.tmp),
+        )
+
+    @case("split-out-is-a-fifo")
+    def _(e):
+        fifo = e.tmp / "split-pipe"
+        os.mkfifo(fifo)
+        argv = ["split", "--by", "degradation", "--forget", "dehaze", "--out", str(fifo)]
+        return argv, [str(fifo), "FIFO"], fifo
+
+    @case("unlearn-out-is-a-symlink-to-a-folder")
+    def _(e):
+        real = e.tmp / "elsewhere"
+        real.mkdir()
+        link = e.tmp / "link"
+        link.symlink_to(real)
+        argv, _ = e.unlearn("--forget", "dehaze", out="link")
+        return argv, [str(link), "symlink"], real
+
+    @case("report-through-a-symlinked-figure-folder")
+    def _(e):
+        run = _reported_run(e)
+        outside = e.tmp / "outside"
+        outside.mkdir()
+        (outside / "keep.png").write_bytes(b"not yours")
+        (run / "report_files").symlink_to(outside)
+        return ["report", str(run)], [str(run / "report_files"), "symlink"], outside
+
+    @case("report-html-is-a-symlink-to-a-file-outside")
+    def _(e):
+        run = _reported_run(e)
+        victim = _file(e.tmp, "victim.html", "precious")
+        (run / "report.html").symlink_to(victim)
+        return ["report", str(run)], [str(run / "report.html"), "symlink"], victim
+
     return c
 
 
@@ -1023,9 +1091,13 @@ def test_a_finished_unlearn_run_appears_whole(parent, tmp_path):
     from forgetir.unlearn import UnlearnOptions, run_unlearn
 
     out = tmp_path / "run"
-    stale = tmp_path / ".run.partial-killed"  # what a SIGKILLed run leaves
+    stale = tmp_path / ".run.partial-k1lled_x"  # what a SIGKILLed run leaves (no lock held)
     (stale / "model.safetensors").parent.mkdir()
     (stale / "model.safetensors").write_bytes(b"half")
+    (stale / ".forgetir.lock").write_text('{"pid": 1, "host": "h", "started": "t"}')  # not held
+    older = tmp_path / ".run.partial-0ld3r___"  # killed before it took its lock: aged 1 h
+    older.mkdir()
+    os.utime(older, (time.time() - 3600,) * 2)
     opts = UnlearnOptions(
         steps=1,
         batch_size=2,
@@ -1042,3 +1114,74 @@ def test_a_finished_unlearn_run_appears_whole(parent, tmp_path):
     }
     assert not (out / "resume.pt").exists()  # unlearn has no --resume
     assert run["split"]["manifest"]["path"] == str(out / "split.json")
+
+
+# ------------------------------------------------- issue 23: run folders locked, names bounded
+
+
+def test_a_second_run_into_the_same_out_is_refused_naming_the_holder(parent, tmp_path, capsys):
+    import socket
+
+    from forgetir.runlock import working_folder
+
+    out = tmp_path / "run"
+    with working_folder(out.absolute()) as work:  # a first run, working now
+        (work / "half.bin").write_bytes(b"the first run's work")
+        argv = ["unlearn", str(parent), *TINY_UNLEARN, "--forget", "dehaze", "--out", str(out)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert f"pid {os.getpid()}" in err and socket.gethostname() in err and str(out) in err
+        # The first run's working folder is untouched.
+        assert (work / "half.bin").read_bytes() == b"the first run's work"
+    assert not out.exists()
+
+
+def test_stale_cleanup_touches_only_folders_named_exactly_ours(tmp_path):
+    from forgetir.runlock import remove_stale
+
+    old = time.time() - 3600
+    others = [tmp_path / ".other.partial-abcdefgh", tmp_path / ".run.partial-abc"]
+    for folder in others:
+        folder.mkdir()
+        os.utime(folder, (old, old))
+    # `--out '*'` is a name, not a pattern: another run's working folder is not its own.
+    assert remove_stale(tmp_path / "*") == []
+    assert remove_stale(tmp_path / "run") == []  # ".run.partial-abc" is not a mkdtemp name
+    assert all(f.is_dir() for f in others)
+    link = tmp_path / ".run.partial-abcdefgh"
+    link.symlink_to(others[0])  # a symlink is never followed into
+    assert remove_stale(tmp_path / "run") == []
+    assert others[0].is_dir()
+
+
+def test_long_out_names_keep_their_working_names_within_the_limit(tmp_path):
+    from forgetir.atomic import atomic_write
+    from forgetir.runlock import partial_prefix, working_folder
+
+    name = "r" * 250
+    assert len(partial_prefix(tmp_path / name)) + 8 <= 255
+    with working_folder(tmp_path / name) as work:
+        assert work.is_dir() and (work / ".forgetir.lock").is_file()
+    shutil.rmtree(work)
+    target = tmp_path / ("x" * 255)  # the longest name: its temporary file is shortened
+    assert atomic_write(target, "a").read_text() == "a"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_atomic_writes_never_replace_special_files(tmp_path):
+    from forgetir.atomic import atomic_json, atomic_write
+    from forgetir.errors import OutputPathError
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputPathError, match="FIFO"):
+        atomic_json(fifo, {"a": 1})
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    victim = _file(tmp_path, "victim", "precious")
+    link = tmp_path / "link"
+    link.symlink_to(victim)
+    with pytest.raises(OutputPathError, match="symlink"):
+        atomic_write(link, "overwritten")
+    assert link.is_symlink() and victim.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "pipe", "victim"]

@@ -12,8 +12,10 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +24,66 @@ from typing import Any
 
 from forgetir.errors import ForgetirError, OutputPathError
 
+# Longest file name most file systems take (ext4, XFS, APFS, NTFS: 255 bytes).
+NAME_MAX = 255
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symlink"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def kind_of(path: str | Path) -> str | None:
+    """What ``path`` itself is when it is not a regular file (symlinks not followed): "a
+    character device", "a FIFO (named pipe)", "a symlink", "a folder"...; None for a regular
+    file or nothing there.
+
+    Example:
+        >>> kind_of("/dev/null")
+        'a character device'
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OutputPathError(f"cannot inspect {path}: {e.strerror or e}") from e
+    return next((what for test, what in _KINDS if test(mode)), None)
+
+
+def check_replaceable(path: str | Path, what: str = "output") -> None:
+    """Refuse to replace ``path`` unless it is a regular file or absent: a rename onto a device,
+    FIFO, socket or symlink would destroy something that is not ours (``/dev/full`` as root)."""
+    kind = kind_of(path)
+    if kind is not None:
+        raise OutputPathError(
+            f"{what} {path} is {kind}; forgetir writes only regular files (give a new file name)"
+        )
+
+
+def short_name(name: str, room: int) -> str:
+    """``name`` unchanged if ``room`` more bytes keep it within :data:`NAME_MAX`, else cut and
+    tagged with a hash of the whole name (deterministic: the same name, the same short form).
+
+    Example:
+        >>> len(short_name("x" * 300, 20).encode()) + 20 <= NAME_MAX
+        True
+    """
+    if len(name.encode("utf-8")) + room <= NAME_MAX:
+        return name
+    tag = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+    keep = name.encode("utf-8")[: max(NAME_MAX - room - len(tag) - 1, 0)]
+    return keep.decode("utf-8", "ignore") + "~" + tag
+
 
 def temp_path(path: str | Path) -> Path:
     """A new empty temporary file beside ``path`` with the mode ``open`` would give it."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    base = short_name(path.name, 2 + 8 + 4)  # ".NAME." + mkstemp's 8 characters + ".tmp"
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{base}.", suffix=".tmp")
     os.close(fd)
     mask = os.umask(0)  # mkstemp creates 0600
     os.umask(mask)
@@ -58,6 +115,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         ['x.bin']
     """
     path = Path(path)
+    check_replaceable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(path)
@@ -66,6 +124,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         fsync_file(tmp)
+        check_replaceable(path)  # again: something may have appeared there meanwhile
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -130,20 +189,25 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     path = Path(path)
     if path.is_symlink() and not path.exists():
         raise OutputPathError(f"{what} {path} is a broken or looping symlink")
-    if path.exists() and not path.is_dir():
-        raise OutputPathError(f"{what} {path} is a file; give a folder")
+    kind = kind_of(path)
+    if kind == "a symlink":
+        raise OutputPathError(f"{what} {path} is a symlink; give the folder it points to")
+    if path.exists() and kind != "a folder":
+        raise OutputPathError(f"{what} {path} is {kind or 'a file'}; give a folder")
     _check_can_create_in(path, path, what)
     return path
 
 
 def check_output_file(path: str | Path, what: str = "--out") -> Path:
     """Refuse, before any work, an output file that cannot be written: a folder in its place,
-    a file among its parents, no write permission. Creates nothing."""
+    a file among its parents, no write permission, a device, FIFO, socket or symlink in its
+    place (the write would replace it). Creates nothing."""
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"{what} {path} is a folder; give a file name")
     if path.is_symlink() and not path.exists():
         raise OutputPathError(f"{what} {path} is a broken or looping symlink")
+    check_replaceable(path, what)
     _check_can_create_in(path.parent, path, what)
     return path
 

@@ -49,11 +49,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from forgetir.atomic import atomic_write
+from forgetir.atomic import atomic_write, check_replaceable, kind_of
 from forgetir.checkpoint import sha256_file
 from forgetir.checks import all_figures
 from forgetir.document import CSS, Doc, esc
-from forgetir.errors import InputFileError, IntegrityError, MissingInputError
+from forgetir.errors import InputFileError, IntegrityError, MissingInputError, OutputPathError
 from forgetir.figures import (
     num,
 )
@@ -231,8 +231,22 @@ def write_report(run_dir: str | Path, quiet: bool | None = None) -> dict[str, Pa
     """
     run_dir = Path(run_dir)
     data = _load(run_dir)
+    _check_targets(run_dir)
     with Progress(5, 0, not is_quiet(quiet), "report", delay=None, unit="sections") as bar:
         return _write_report(run_dir, data, bar)
+
+
+def _check_targets(run_dir: Path) -> None:
+    """Refuse, before any work, report files or a figure folder that are not ours to replace:
+    a symlink (the report would be written through it, outside the run), a device, a FIFO."""
+    for name in ("report.html", "report.md", "report.json"):
+        check_replaceable(run_dir / name, "report file")
+    kind = kind_of(run_dir / FILES_DIR)
+    if kind not in (None, "a folder"):
+        raise OutputPathError(
+            f"report folder {run_dir / FILES_DIR} is {kind}; the report writes its figures only "
+            "into a real folder inside the run (remove it and run `forgetir report` again)"
+        )
 
 
 def _write_report(run_dir: Path, data: dict[str, Any], bar: Progress) -> dict[str, Path]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from forgetir.data.pipeline import resolve_tasks
 from forgetir.data.splits import load_manifest
 from forgetir.errors import InvalidInputError, RunExistsError
 from forgetir.options import UnlearnOptions
+from forgetir.runlock import release, working_folder
 from forgetir.seeds import SEED_DIR, format_summary, write_seed_summary
 from forgetir.shipped import resolve_checkpoint
 from forgetir.unlearn.inputs import check_options, check_run_folder, is_live
@@ -64,20 +64,26 @@ def run_unlearn(
     check_run_folder(out)
     place = out.absolute()  # "--out ." too has a name and a parent to build beside
     made = [p for p in (place, *place.parents) if not p.exists()]
-    place.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{place.name}.partial-"
-    for stale in place.parent.glob(prefix + "*"):  # left by a run that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(dir=place.parent, prefix=prefix))
     try:
-        run = unlearn_into(checkpoint, out, work, opts, forget, split, ut, arch, command, data)
-        (work / "resume.pt").unlink(missing_ok=True)  # unlearn has no --resume
-        try:
-            os.replace(work, place)  # onto a missing or empty folder: the run appears whole
-        except OSError as e:
-            raise RunExistsError(f"--out {out} was filled while the run went on ({e})") from e
+        # Locked while the run works in it: a second run into the same --out is refused,
+        # and only working folders of runs that died are cleaned (see forgetir.runlock).
+        with working_folder(place) as work:
+            try:
+                run = unlearn_into(
+                    checkpoint, out, work, opts, forget, split, ut, arch, command, data
+                )
+                (work / "resume.pt").unlink(missing_ok=True)  # unlearn has no --resume
+                release(work)
+                try:
+                    os.replace(work, place)  # onto a missing or empty folder: appears whole
+                except OSError as e:
+                    raise RunExistsError(
+                        f"--out {out} was filled while the run went on ({e})"
+                    ) from e
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
         for p in made[1:]:  # the parents this call created, deepest first, if left empty
             with contextlib.suppress(OSError):
                 p.rmdir()
