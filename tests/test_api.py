@@ -16,6 +16,7 @@ from forgetir.checkpoint import load_model, read_sidecar
 from forgetir.cli import main
 from forgetir.errors import InputFileError, InvalidInputError
 from forgetir.models import create_model
+from forgetir.models.registry import MODELS
 
 MY_NET = textwrap.dedent(
     '''
@@ -40,6 +41,7 @@ MY_NET = textwrap.dedent(
     '''
 )
 TINY = ["--steps", "2", "--batch-size", "2", "--patch-size", "32", "--quiet"]
+EVAL = ["--tasks", "denoise_25", "--max-side", "32"]
 DATA = ["--data", "pool_size=6", "--data", "image_size=32", "--data", "test_max_side=32"]
 # The same tiny run through the Python API.
 TINY_API = {
@@ -58,9 +60,12 @@ def my_net(tmp_path: Path) -> Path:
     return path
 
 
-def test_cli_unlearns_a_model_module_end_to_end_and_writes_the_report(my_net, tmp_path):
+def test_cli_unlearns_a_model_module_end_to_end_and_writes_the_report(
+    my_net, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "run"
-    args = ["unlearn", "--model-module", f"{my_net}:build", "--forget", "dehaze", *TINY, *DATA]
+    module = f"{my_net}:build"
+    args = ["unlearn", "--model-module", module, "--forget", "dehaze", *TINY, *DATA]
     assert main([*args, "--out", str(out)]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["forget_tasks"] == ["dehaze"]
@@ -72,13 +77,20 @@ def test_cli_unlearns_a_model_module_end_to_end_and_writes_the_report(my_net, tm
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     # verify rebuilds BEFORE and the unlearned model from the recorded module file.
     assert main(["verify", str(out), "--relearn-steps", "2"]) == 0
-    # The unlearned checkpoint rebuilds the network from the recorded module file...
+    # The unlearned checkpoint rebuilds the network from the registered module code...
     model = load_model(out / "model.safetensors")
     assert type(model).__name__ == "MyNet"
-    # ...and refuses once that file has changed.
-    my_net.write_text(MY_NET.replace("width: int = 8", "width: int = 9"))
-    with pytest.raises(InputFileError, match="changed since the checkpoint was saved"):
+    # ...which a new process must register itself: the sidecar's module is never imported...
+    monkeypatch.delitem(MODELS._items, "my_net.build")
+    with pytest.raises(InputFileError, match="--model-module"):
         load_model(out / "model.safetensors")
+    capsys.readouterr()
+    assert main(["eval", str(out / "model.safetensors"), *EVAL, "--model-module", module]) == 0
+    # ...and a changed file is refused rather than given weights of another network.
+    monkeypatch.delitem(MODELS._items, "my_net.build")
+    my_net.write_text(MY_NET.replace("width: int = 8", "width: int = 9"))
+    assert main(["eval", str(out / "model.safetensors"), *EVAL, "--model-module", module]) == 2
+    assert "changed since the checkpoint was saved" in capsys.readouterr().err
 
 
 def test_python_api_runs_a_live_module_with_its_encoder(my_net, tmp_path, monkeypatch):

@@ -196,6 +196,43 @@ def _malicious_ckpt(tmp: Path, name: str = "evil.ckpt", raw: bool = False) -> Pa
     return path
 
 
+_HARMLESS_NET = "from torch import nn\n\ndef build():\n    return nn.Conv2d(3, 3, 3, padding=1)\n"
+
+
+def _sidecar_naming_evil_module(tmp: Path) -> Path:
+    """A checkpoint whose sidecar names, with its true SHA-256, a module that would create
+    ``tmp/PWNED`` when imported: what an attacker ships beside weights."""
+    from forgetir.models import external
+    from forgetir.models.registry import MODELS
+
+    good = tmp / "net_ok.py"
+    good.write_text(_HARMLESS_NET)
+    name = external.register_module_factory(f"{good}:build", f"evil-{tmp.name}")
+    weights = tmp / "evil-model.safetensors"
+    save_model(create_model(name), weights)
+    del MODELS._items[name]  # as in a new process: nothing registered
+    evil = tmp / "net_evil.py"
+    evil.write_text(
+        f"from pathlib import Path\nPath({str(tmp / 'PWNED')!r}).touch()\n" + _HARMLESS_NET
+    )
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    meta["model_source"].update(
+        module=str(evil), sha256=__import__("hashlib").sha256(evil.read_bytes()).hexdigest()
+    )
+    weights.with_suffix(".json").write_text(json.dumps(meta))
+    return weights
+
+
+def test_loading_weights_never_imports_the_module_a_sidecar_names(tmp_path):
+    from forgetir.checkpoint import load_model
+    from forgetir.errors import InputFileError
+
+    weights = _sidecar_naming_evil_module(tmp_path)
+    with pytest.raises(InputFileError, match="never runs code"):
+        load_model(weights)
+    assert not (tmp_path / "PWNED").exists(), "the sidecar's module was imported"
+
+
 def _huge_header(tmp: Path) -> Path:
     """A valid safetensors file whose header is 17 MiB: one tensor and a long metadata string
     (the issue's 63 MB header took 96 s to refuse)."""
@@ -995,6 +1032,12 @@ def _cases() -> list[tuple[str, Any]]:
         victim = _file(e.tmp, "victim.html", "precious")
         (run / "report.html").symlink_to(victim)
         return ["report", str(run)], [str(run / "report.html"), "symlink"], victim
+
+    # ---- issue 23: data never runs ---------------------------------------------------------
+    @case("sidecar-names-a-module-with-a-matching-hash")
+    def _(e):
+        w = _sidecar_naming_evil_module(e.tmp)
+        return ["eval", str(w), *FAST_EVAL], [str(w), "--model-module", "never runs code"], None
 
     return c
 

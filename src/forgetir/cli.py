@@ -82,6 +82,10 @@ _COMMANDS: dict[str, tuple[str, str, str, str]] = {
 # forgetir.threads: default = the cores free now).
 _MODEL_COMMANDS = ("demo", "train", "eval", "unlearn", "reproduce", "verify")
 
+# Commands that load checkpoints saved from the user's own model code: they take
+# --model-module, the only way such code runs (a checkpoint's sidecar never imports it).
+_MODULE_COMMANDS = ("eval", "verify")
+
 # Names of the positional KEY=VALUE lists of sub-commands (train: config, unlearn: method).
 _OVERRIDE_DESTS = ("overrides", "hparams")
 
@@ -135,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, add_fn, _, help_line) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_line, description=help_line)
         getattr(importlib.import_module(module), add_fn)(p)
+        if name in _MODULE_COMMANDS:
+            p.add_argument(
+                "--model-module",
+                action="append",
+                metavar="FILE.py:FACTORY",
+                help="register your own model code (repeatable): what a checkpoint saved from "
+                "it needs to load (its sidecar names the file but never runs it)",
+            )
     return parser
 
 
@@ -164,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             apply_threads(getattr(args, "threads", None))
             # Reuse freed activation memory instead of page-faulting ~1 GB per training step.
             retain_freed_memory()
+        if args.command in _MODULE_COMMANDS:
+            from forgetir.models.external import register_module_factory
+
+            for spec in args.model_module or []:
+                register_module_factory(spec)
         # --quiet silences every progress display of the command, library calls included.
         with quiet_scope(bool(getattr(args, "quiet", False))):
             return int(command(args) or 0)

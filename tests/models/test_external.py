@@ -59,15 +59,29 @@ def test_entry_point_plugins_register_their_models(tmp_path, my_net, monkeypatch
         external.reset_entry_points()
 
 
-def test_rebuilding_refuses_a_missing_or_changed_module_file(my_net, tmp_path):
+def test_rebuilding_needs_the_recorded_code_registered_and_never_imports_it(
+    my_net, tmp_path, monkeypatch
+):
     name = external.register_module_factory(f"{my_net}:build", "ext-test-net")
     source = create_model(name).forgetir_spec["source"]
-    external.ensure_registered(name, source, "ckpt")  # unchanged: fine
-    my_net.write_text(MY_NET + "\\n# edited\\n")
-    with pytest.raises(InputFileError, match="changed since the checkpoint was saved"):
+    external.ensure_registered(name, source, "ckpt")  # the recorded code is registered: fine
+    # A new process: nothing registered. The file is there and its hash matches, yet it is
+    # information only: the user must register it.
+    monkeypatch.delitem(external.MODELS._items, name)
+    with pytest.raises(InputFileError, match=f"never runs code.*--model-module {my_net}:build"):
         external.ensure_registered(name, source, "ckpt")
-    my_net.unlink()
-    with pytest.raises(InputFileError, match="no longer exists"):
+    assert name not in list_models()
+    # The same code registered from a moved copy serves under the recorded name.
+    moved = tmp_path / "moved_net.py"
+    moved.write_text(MY_NET)
+    external.register_module_factory(f"{moved}:build")
+    external.ensure_registered(name, source, "ckpt")
+    assert name in list_models()
+    # Other code registered under the recorded name is refused.
+    monkeypatch.delitem(external.MODELS._items, name)
+    my_net.write_text(MY_NET + "\n# edited\n")
+    external.register_module_factory(f"{my_net}:build", name)
+    with pytest.raises(InputFileError, match="changed since the checkpoint was saved"):
         external.ensure_registered(name, source, "ckpt")
     with pytest.raises(InputFileError, match="cannot rebuild"):
         external.ensure_registered("x", {"kind": "object", "object": "m.X"}, "ckpt")

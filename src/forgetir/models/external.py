@@ -10,8 +10,10 @@ sub-module returns a tuple or list, the last item is taken as the features).
 
 Registering records where the model came from (``source``). Checkpoints saved from such a model
 keep that record (the module file's path, the factory's name and the file's SHA-256, or the
-entry point), so ``forgetir verify`` and :func:`forgetir.load_model` rebuild the network; if the
-module file changed since, they refuse rather than load weights into a different network.
+entry point). Loading such a checkpoint never imports that file (weights are data; data never
+runs code): the user registers it again with ``--model-module FILE.py:FACTORY`` (or
+:func:`register_module_factory`), and a module whose content differs from the recorded one is
+refused rather than given weights that belong to a different network.
 
 Example:
     >>> import pathlib, tempfile
@@ -168,10 +170,25 @@ def reset_entry_points() -> None:
     _entry_points_loaded = False
 
 
-def ensure_registered(name: str, source: dict[str, Any], where: str) -> None:
-    """Register ``name`` again from the ``source`` a checkpoint (``where``) recorded.
+def _same_code(source: dict[str, Any], recorded: dict[str, Any]) -> bool:
+    """Whether a registered ``source`` is the module file and factory a checkpoint recorded
+    (by content: a moved or renamed copy of the same file is the same code)."""
+    return (
+        source.get("kind") == "module"
+        and source.get("sha256") == recorded.get("sha256")
+        and source.get("factory") == recorded.get("factory")
+    )
 
-    Refuses if the module file is gone or changed: the weights would meet another network.
+
+def ensure_registered(name: str, source: dict[str, Any], where: str) -> None:
+    """Check that model ``name``, which a checkpoint (``where``) says was built by ``source``,
+    is registered from that very code; never import anything to make it so.
+
+    A sidecar is data: the module file it names is *information* (what the user must pass),
+    never code that reading weights runs, even when its hash matches (a hash proves the file
+    unchanged, not trusted). The user registers it (``--model-module FILE.py:FACTORY``,
+    :func:`register_module_factory`) or installs it as a plugin (entry points are loaded).
+    Refuses when the code registered under ``name`` is not the recorded code (changed file).
     """
     kind = source.get("kind")
     if kind == "entry_point":
@@ -188,22 +205,29 @@ def ensure_registered(name: str, source: dict[str, Any], where: str) -> None:
             f"rebuild ({source.get('object', 'no source')}); build it yourself and load the "
             "weights with load_state_dict"
         )
-    file = Path(source["module"])
-    if not file.is_file():
+    file, factory, sha = source.get("module"), source.get("factory"), source.get("sha256")
+    if name in MODELS:
+        registered = MODELS.get(name).source or {}
+        if _same_code(registered, source):
+            return
+        now = registered.get("sha256") or "forgetir's own model"
         raise InputFileError(
-            f"{where}: model {name!r} is built by {source['factory']!r} in {str(file)!r}, "
-            "which no longer exists; restore that file (or pass --model-module)"
+            f"{where}: model module {str(file)!r} changed since the checkpoint was saved: "
+            f"{name!r} is registered now from {registered.get('module', 'forgetir')!r} "
+            f"(sha256 {str(now)[:12]}...), the checkpoint recorded {str(sha)[:12]}...; the "
+            "weights may not fit that code. Register the recorded file or save a new checkpoint"
         )
-    sha = _sha256(file)
-    if sha != source.get("sha256"):
-        raise InputFileError(
-            f"{where}: model module {str(file)!r} changed since the checkpoint was saved "
-            f"(sha256 {sha[:12]}... now, {str(source.get('sha256'))[:12]}... then); the "
-            "weights may not fit the new code. Restore the file or save a new checkpoint"
-        )
-    if name in MODELS and MODELS.get(name).source == source:
-        return
-    register_module_factory(f"{file}:{source['factory']}", name)
+    for other in list(MODELS):  # the same code registered under another name (moved file)
+        entry = MODELS.get(other)
+        if entry.source and _same_code(entry.source, source):
+            _register(name, entry.cls, entry.source)
+            return
+    raise InputFileError(
+        f"{where}: model {name!r} is built by {factory!r} in {str(file)!r} (sha256 "
+        f"{str(sha)[:12]}...); forgetir never runs code that a data file names: if you trust "
+        f"that file, pass --model-module {file}:{factory} (in Python: "
+        "forgetir.models.register_module_factory)"
+    )
 
 
 def register_instance(model: nn.Module, factory: str | None = None) -> str:
