@@ -174,7 +174,13 @@ def _audit(run_dir: Path, run: Mapping[str, Any], model_meta: Mapping[str, Any])
 
 def _refuse_changed_files(folder: RunFolder, run: RunRecord) -> None:
     """Refuse a run folder any of whose recorded files changed (a file not present here, such
-    as a parent on another machine, is reported as not re-checked in the audit manifest)."""
+    as a parent on another machine, is reported as not re-checked in the audit manifest), or
+    whose run.json records no files (nothing could be checked)."""
+    if not run.files:
+        raise IntegrityError(
+            f"{folder.file(RUN_JSON)} records no files (no SHA-256 of the unlearned model or "
+            "its quality table): the run cannot be checked for tampering; re-run `forgetir unlearn`"
+        )
     for role, record in folder.recorded(run).items():
         check = hash_check(folder.path, record, own=role not in CHECKPOINT_ROLES)
         if check is not None and str(check.get("check")).startswith("MISMATCH"):

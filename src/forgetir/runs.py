@@ -46,11 +46,14 @@ SPLIT_JSON, TESTSET_JSON, LOG_CSV = "split.json", "testset.json", "log.csv"
 MODEL, SIDECAR, GRIDS = "model.safetensors", "model.json", "grids"
 TESTSET_FORMAT = "forgetir-testset"
 # Roles of the files a verdict rests on, in the order they are checked and named.
-ROLES = ("parent", "ut", "split", "model", "model_sidecar", "test_set", "mia_reference")
+ROLES = (
+    "parent", "ut", "split", "model", "model_sidecar", "test_set", "quality", "mia_reference",
+)  # fmt: skip
 ROLE_NAMES = {
     "parent": "parent (BEFORE)",
     "ut": "UT",
     "model": "unlearned model",
+    "quality": "quality table (quality.json)",
     "mia_reference": "membership-attack reference (--mia-reference)",
 }
 # Roles that name a checkpoint outside the run folder (found as recorded, or by shipped: name).
@@ -197,10 +200,15 @@ class RunFolder:
         return FileRecord(TESTSET_JSON, sha256_file(path))
 
     def own_files(self) -> dict[str, FileRecord]:
-        """SHA-256 records of the run's own model and sidecar, as ``run.json`` keeps them."""
+        """SHA-256 records of the run's own model, sidecar and quality table, as ``run.json``
+        keeps them (the verdict reads the quality rows: an edited table is refused)."""
         return {
             role: FileRecord(name, sha256_file(self.file(name)))
-            for role, name in (("model", MODEL), ("model_sidecar", SIDECAR))
+            for role, name in (
+                ("model", MODEL),
+                ("model_sidecar", SIDECAR),
+                ("quality", QUALITY_JSON),
+            )
         }
 
     # -------------------------------------------------------------------- integrity
@@ -239,6 +247,12 @@ class RunFolder:
         forgetir, or a record that was removed). ``skip``: roles replaced by the caller.
         """
         records = self.recorded(run)
+        if not run.files:
+            raise IntegrityError(
+                f"{self.file(RUN_JSON)} records no files (no SHA-256 of the unlearned model, "
+                "its quality table or its test set): it cannot be checked for tampering, so it "
+                "is refused; re-run `forgetir unlearn`"
+            )
         lacking = [r for r in require if r not in records]
         if lacking:
             raise IntegrityError(

@@ -31,7 +31,7 @@ from typing import Any
 from torch import nn
 
 from forgetir.atomic import atomic_json
-from forgetir.checkpoint import sha256_file
+from forgetir.checkpoint import sha256_file, weights_file
 from forgetir.checks import Context, all_figures, run_checks, summary_lines
 from forgetir.checks.anamnesis import AIN_HIDDEN_BELOW, anamnesis_index
 from forgetir.checks.base import BEFORE, L1_METRIC, UNLEARNED, UT
@@ -308,13 +308,20 @@ def _load_models(
     folder: RunFolder, run: RunRecord, paths: Mapping[str, Path], ut: str | None, arch: str | None
 ) -> tuple[nn.Module, nn.Module, nn.Module | None, RunRecord]:
     """The unlearned model, BEFORE and UT of a checked run (``ut``: another UT, recorded)."""
+    if ut is not None:
+        path = resolve_checkpoint(ut)
+        run = replace(run, ut=FileRecord(str(path), sha256_file(weights_file(path))))
+    if run.ut is not None and run.ut.sha256 == run.parent.sha256:
+        raise InvalidInputError(
+            f"UT {ut or run.ut.path} is the parent (BEFORE) itself (same SHA-256 "
+            f"{run.parent.sha256[:16]}…): UT is the model retrained without the forget data; "
+            "give --ut a model retrained without it"
+        )
     model = load_eval_model(paths.get("model", folder.file(MODEL)))
     before = load_eval_model(paths["parent"], arch)
     ut_model = None
     if ut is not None:
-        path = resolve_checkpoint(ut)
-        ut_model = load_eval_model(path, arch)
-        run = replace(run, ut=FileRecord(str(path), sha256_file(path)))
+        ut_model = load_eval_model(resolve_checkpoint(ut), arch)
     elif run.ut is not None:
         ut_model = load_eval_model(paths["ut"], arch)
     return model, before, ut_model, run
@@ -348,13 +355,10 @@ def verify_folder(
     folder.require()
     run = folder.read_run()
     options_from_dict(run.options, str(folder.file(RUN_JSON)))  # unknown or bad keys refused
-    legacy = not run.files  # made before run.json recorded the run's own files
-    require = () if legacy else ("split", "model", "model_sidecar", "test_set")
+    # A run.json without these records is refused, never read as an older version's.
+    require = ("split", "model", "model_sidecar", "test_set", "quality")
     log(f"{folder.path}: re-hashing every recorded file (SHA-256 checked)")
     paths = folder.check_integrity(run, skip=("ut",) if ut else (), require=require)
-    if legacy:
-        log("WARNING: run.json records no SHA-256 of the unlearned model or the test set "
-            "(made by an older forgetir): those two are not checked")  # fmt: skip
     opts = dict(run.options)
     opts.update({k: v for k, v in (("relearn_steps", relearn_steps),
                                    ("ain_max_steps", ain_max_steps)) if v is not None})  # fmt: skip
@@ -381,7 +385,7 @@ def verify_folder(
     )
     store = None
     if ut_model is not None and not recompute_ut:
-        store = ReferenceStore.for_ut(run.ut.path if run.ut else None)
+        store = ReferenceStore.for_ut(*((run.ut.path, run.ut.sha256) if run.ut else (None,)))
     meta = model_meta(paths["parent"])
     mia = paths.get("mia_reference")
     result = verify_model(
@@ -391,12 +395,16 @@ def verify_folder(
     )  # fmt: skip
     if store is not None and store.hits:
         log(f"UT's {' and '.join(store.hits)} curves read from its reference log")
+    for why in store.refused if store is not None else []:
+        log(f"UT reference log not used: {why}")
     # Only now, with verify.json written, do quality.json and run.json take the new UT: a
     # failure above leaves the folder as it was.
+    files = dict(run.files)
     if new_ut_row:
-        folder.write_quality(replace(quality, rows=rows))
+        written = folder.write_quality(replace(quality, rows=rows))
+        files["quality"] = FileRecord(written.name, sha256_file(written))  # hashed anew
     folder.write_run(replace(run, options=dict(run.options), verify=VERIFY_JSON,
-                             verified=utc_now()))  # fmt: skip
+                             verified=utc_now(), files=files))  # fmt: skip
     return result
 
 

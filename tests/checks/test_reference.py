@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import torch
@@ -77,13 +78,60 @@ def test_shipped_reference_is_read_beside_the_weights(tmp_path):
         e = json.loads(f.read_text())
         entries[e["key"]] = e
     shipped = tmp_path / "ut-x.reference.json"
-    shipped.write_text(json.dumps({"entries": entries}))
     weights = tmp_path / "ut-x.safetensors"
     weights.write_bytes(b"")
+    sha = hashlib.sha256(b"").hexdigest()
+    shipped.write_text(json.dumps({"ut_file_sha256": sha, "entries": entries}))
     s = ReferenceStore.for_ut(weights)
     s.cache = None
     _verify(_conv(3), s)
-    assert s.hits and not s.misses
+    assert s.hits and not s.misses and not s.refused
+
+
+def test_a_reference_log_bound_to_another_ut_file_is_refused(tmp_path):
+    store = ReferenceStore(None, tmp_path / "cache", ut_sha256="a" * 64)
+    _verify(_conv(3), store)  # entries written for the UT file aaaa…
+    # Beside a UT whose file is another: the same weights' key, but not this file's log.
+    other = ReferenceStore(None, tmp_path / "cache", ut_sha256="b" * 64)
+    _verify(_conv(3), other)
+    assert not other.hits and other.misses and "not this UT" in other.refused[0]
+    # A log beside --ut that does not name the UT file's hash is not read either.
+    entries = {e["key"]: e for e in map(_read, (tmp_path / "cache").glob("*.json"))}
+    (tmp_path / "u.reference.json").write_text(json.dumps({"entries": entries}))
+    (tmp_path / "u.safetensors").write_bytes(b"u")
+    beside = ReferenceStore.for_ut(tmp_path / "u.safetensors")
+    beside.cache = None
+    _verify(_conv(3), beside)
+    assert not beside.hits and any("u.reference.json" in r for r in beside.refused)
+
+
+def _read(path):
+    return json.loads(path.read_text())
+
+
+def test_a_forged_reference_run_is_refused_and_recomputed(tmp_path):
+    store = ReferenceStore(None, tmp_path)
+    honest = _verify(_conv(3), store)
+    for f in tmp_path.glob("*.json"):
+        entry = _read(f)
+        if entry["hashes"]["settings"]["kind"] == "anamnesis":
+            entry["run"]["reached_step"] = 1  # UT "relearns" at once: AIN would grow
+            f.write_text(json.dumps(entry))
+            forged_ain = f
+    again = _verify(_conv(3), store)
+    assert any("reached_step" in r for r in store.refused), store.refused
+    assert again["anamnesis"]["ain"] == honest["anamnesis"]["ain"]
+    # A forger who keeps the record consistent with its curve: the start is recomputed.
+    entry = _read(forged_ain)
+    run = entry["run"]
+    run["curve"][0][2] *= 0.5
+    run["start_l1"], run["final_l1"] = run["curve"][0][2], run["curve"][-1][2]
+    stop = run["stop_l1"]
+    run["reached_step"] = next((c[0] for c in run["curve"] if c[2] <= stop), None)
+    forged_ain.write_text(json.dumps(entry))
+    store.refused.clear()
+    _verify(_conv(3), store)
+    assert any("start L1" in r for r in store.refused), store.refused
 
 
 def test_shipped_ut_references_match_the_shipped_weights():

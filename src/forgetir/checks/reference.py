@@ -33,7 +33,8 @@ from typing import Any
 from torch import nn
 
 from forgetir.atomic import atomic_json
-from forgetir.checks.base import Context, as_pairs
+from forgetir.checks.base import Context, as_pairs, l1_per_image, mean, single_images
+from forgetir.evaluate import restore
 from forgetir.provenance import software_versions, utc_now
 from forgetir.records import json_safe
 
@@ -85,8 +86,11 @@ def reference_key(ctx: Context, kind: str) -> tuple[str, dict[str, Any]]:
         "relearn_samples": _pairs_hash(ctx.relearn_samples),
         "forget_test": _pairs_hash(ctx.forget_pairs),
     }
-    blob = json.dumps(what, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest(), what
+    return _key_of(what), what
+
+
+def _key_of(what: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
 def _cache_dir() -> Path | None:
@@ -109,10 +113,14 @@ class ReferenceStore:
     ut_sha256: str | None = None
     hits: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # why a stored run was not used
 
     @classmethod
     def for_ut(cls, ut_path: str | Path | None, ut_sha256: str | None = None) -> ReferenceStore:
-        """The store of a UT checkpoint file (its shipped reference, if it ships one)."""
+        """The store of a UT checkpoint file (its shipped reference, if it ships one), bound to
+        the file's SHA-256 (``ut_sha256``, else hashed here)."""
+        if ut_sha256 is None and ut_path is not None and Path(ut_path).is_file():
+            ut_sha256 = hashlib.sha256(Path(ut_path).read_bytes()).hexdigest()
         if os.environ.get("FORGETIR_NO_CACHE"):
             return cls(None, None, ut_sha256)
         shipped = None
@@ -122,17 +130,37 @@ class ReferenceStore:
             shipped = cand if cand.is_file() else None
         return cls(shipped, _cache_dir(), ut_sha256)
 
+    def _bound(self, where: Path, recorded: Any) -> bool:
+        """Whether a log made for the UT file with SHA-256 ``recorded`` may serve this UT: it
+        must name this very file content (a log beside another UT, or edited to fit, is not
+        this UT's). Without a UT file (a live module) the key's weight hash binds it."""
+        if self.ut_sha256 is None or recorded == self.ut_sha256:
+            return True
+        self.refused.append(
+            f"{where}: made for the UT file with SHA-256 {str(recorded)[:16]}…, not this UT "
+            f"({self.ut_sha256[:16]}…)"
+        )
+        return False
+
     def get(self, key: str) -> dict[str, Any] | None:
         if self.shipped is not None:
-            entries = json.loads(self.shipped.read_text(encoding="utf-8")).get("entries", {})
-            if key in entries:
-                return entries[key]["run"]
+            try:
+                log = json.loads(self.shipped.read_text(encoding="utf-8"))
+                entries = log.get("entries", {})
+                if key in entries and self._bound(self.shipped, log.get("ut_file_sha256")):
+                    return entries[key]["run"]
+            except (ValueError, KeyError, OSError, AttributeError, TypeError):
+                self.refused.append(f"{self.shipped}: not a readable UT reference log")
         if self.cache is not None:
             path = self.cache / f"{key}.json"
             if path.is_file():
                 try:
-                    return json.loads(path.read_text(encoding="utf-8"))["run"]
-                except (ValueError, KeyError, OSError):
+                    entry = json.loads(path.read_text(encoding="utf-8"))
+                    if entry["key"] != key or _key_of(entry["hashes"]) != key:
+                        self.refused.append(f"{path}: its recorded hashes do not give its key")
+                        return None
+                    return entry["run"] if self._bound(path, entry["ut_file_sha256"]) else None
+                except (ValueError, KeyError, OSError, TypeError):
                     return None  # a damaged cache entry is recomputed
         return None
 
@@ -174,13 +202,43 @@ def ut_run(ctx: Context, kind: str, compute: Callable[[], dict[str, Any]]) -> di
     key, what = reference_key(ctx, kind)
     found = store.get(key)
     if found is not None:
-        store.hits.append(kind)
-        return restore_types(found)
+        why = _inconsistency(ctx, found)
+        if why is None:
+            store.hits.append(kind)
+            return restore_types(found)
+        store.refused.append(f"UT {kind} log {key[:16]}…: {why}; recomputed")
     store.misses.append(kind)
     run = compute()
     if all(math.isfinite(c[2]) for c in run["curve"]):
         store.put(key, what, run)
     return run
+
+
+def _inconsistency(ctx: Context, run: Mapping[str, Any]) -> str | None:
+    """Why a stored UT run cannot be this UT's, or None. Its start is recomputed (UT's forget
+    L1 before any step: one forward pass) and its summary must follow from its curve: a log
+    edited to move AIN (its curve or its reached step) is refused, not trusted."""
+    try:
+        r = restore_types(run)
+        curve = [(int(c[0]), float(c[1]), float(c[2])) for c in r["curve"]]
+        steps = [c[0] for c in curve]
+        if not curve or steps[0] != 0 or steps != sorted(set(steps)):
+            return "its curve does not start at step 0 with increasing steps"
+        if int(r["steps_run"]) != steps[-1]:
+            return "its steps_run is not its curve's last step"
+        stop = r.get("stop_l1")
+        reached = next((s for s, _, l1 in curve if l1 <= float(stop)), None) if stop else None
+        if r.get("reached_step") != reached:
+            return f"its reached_step {r.get('reached_step')} is not its curve's ({reached})"
+        if r["start_l1"] != curve[0][2] or r["final_l1"] != curve[-1][2]:
+            return "its start_l1/final_l1 are not its curve's"
+    except (KeyError, TypeError, ValueError, IndexError):
+        return "it is not a relearning run record"
+    xs, ys = single_images(as_pairs(ctx.forget_pairs, "UT reference check"))
+    start = mean(l1_per_image([p.clamp(0, 1) for p in restore(ctx.ut, xs)], ys))
+    if not math.isclose(start, curve[0][2], rel_tol=1e-4, abs_tol=1e-6):
+        return f"its start L1 {curve[0][2]:.6g} is not UT's forget L1 now ({start:.6g})"
+    return None
 
 
 def same_target(a: float | None, b: float) -> bool:
