@@ -44,6 +44,7 @@ FAST_EVAL = ["--max-side", "32", "--tasks", "denoise_25"]
 class Env:
     tmp: Path
     parent: Path  # a tiny trained model.safetensors (+ model.json)
+    ut: Path  # another one, a stand-in UT (the parent's weights nudged)
 
     def data_config(self) -> DataConfig:
         return from_dict(DataConfig, read_sidecar(self.parent)["config"]["data"], "data.")
@@ -67,11 +68,13 @@ class Env:
         path.write_text(json.dumps(m))
         return path
 
-    def model_file(self, name: str, tensor_edit=None, sidecar_edit=None) -> Path:
-        """A copy of the parent (weights + sidecar) under ``name``, optionally altered."""
+    def model_file(self, name: str, tensor_edit=None, sidecar_edit=None, of=None) -> Path:
+        """A copy of the parent (or ``of``: weights + sidecar) under ``name``, optionally
+        altered."""
         weights = self.tmp / f"{name}.safetensors"
-        shutil.copy(self.parent, weights)
-        shutil.copy(self.parent.with_suffix(".json"), weights.with_suffix(".json"))
+        source = of or self.parent
+        shutil.copy(source, weights)
+        shutil.copy(source.with_suffix(".json"), weights.with_suffix(".json"))
         if tensor_edit is not None:
             model = create_model("promptir-tiny")
             model.load_state_dict(
@@ -251,7 +254,7 @@ def _finished_run(e: Env) -> tuple[Path, Path, Path]:
     from forgetir.unlearn import UnlearnOptions, run_unlearn
 
     own_parent = e.model_file("own-parent")
-    own_ut = e.model_file("own-ut")
+    own_ut = e.model_file("own-ut", of=e.ut)
     opts = UnlearnOptions(
         steps=1,
         batch_size=2,
@@ -1039,6 +1042,53 @@ def _cases() -> list[tuple[str, Any]]:
         w = _sidecar_naming_evil_module(e.tmp)
         return ["eval", str(w), *FAST_EVAL], [str(w), "--model-module", "never runs code"], None
 
+    # ---- issue 23: everything a verdict reads is hashed or recomputed ------------------------
+    @case("verify-edited-quality-table")
+    def _(e):
+        run, _, _ = _finished_run(e)
+        q = json.loads((run / "quality.json").read_text())
+        for task in q["rows"]["unlearned"].values():
+            task["psnr"] = 5.0  # "forgotten" by decree
+        (run / "quality.json").write_text(json.dumps(q))
+        return ["verify", str(run)], [str(run / "quality.json"), "changed"], run
+
+    @case("report-edited-quality-table")
+    def _(e):
+        run = _reported_run(e)
+        q = json.loads((run / "quality.json").read_text())
+        q["rows"]["unlearned"] = q["rows"]["UT"]
+        (run / "quality.json").write_text(json.dumps(q))
+        return ["report", str(run)], ["quality", "changed"], run
+
+    @case("verify-run-json-without-files")
+    def _(e):
+        run, own_parent, _ = _finished_run(e)
+        data = json.loads((run / "run.json").read_text())
+        del data["files"]  # not "an older version": nothing could be checked
+        (run / "run.json").write_text(json.dumps(data))
+        shutil.copy(e.ut, run / "model.safetensors")  # so a swapped model would pass
+        shutil.copy(e.ut.with_suffix(".json"), run / "model.json")
+        return ["verify", str(run)], [str(run / "run.json"), "records no files"], run
+
+    @case("report-run-json-without-files")
+    def _(e):
+        run = _reported_run(e)
+        data = json.loads((run / "run.json").read_text())
+        del data["files"]
+        (run / "run.json").write_text(json.dumps(data))
+        return ["report", str(run)], [str(run / "run.json"), "records no files"], run
+
+    @case("verify-ut-is-the-parent-itself")
+    def _(e):
+        run, own_parent, _ = _finished_run(e)
+        copy = e.model_file("parent-again", of=own_parent)  # another path, the same bytes
+        return ["verify", str(run), "--ut", str(copy)], [str(copy), "parent (BEFORE) itself"], run
+
+    @case("unlearn-ut-is-the-parent-itself")
+    def _(e):
+        argv, out = e.unlearn("--forget", "dehaze", "--ut", str(e.parent))
+        return argv, [str(e.parent), "--ut", "itself"], out
+
     return c
 
 
@@ -1046,8 +1096,8 @@ CASES = _cases()
 
 
 @pytest.fixture
-def env(parent, tmp_path) -> Env:
-    return Env(tmp_path, Path(parent))
+def env(parent, ut_ckpt, tmp_path) -> Env:
+    return Env(tmp_path, Path(parent), Path(ut_ckpt))
 
 
 @pytest.mark.parametrize("build", [b for _, b in CASES], ids=[n for n, _ in CASES])

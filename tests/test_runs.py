@@ -12,9 +12,9 @@ from forgetir.verify import verify_folder
 
 
 @pytest.fixture(scope="module")
-def run_dir(parent, tmp_path_factory, tiny_opts):
+def run_dir(parent, tmp_path_factory, tiny_opts, ut_ckpt):
     out = tmp_path_factory.mktemp("runs") / "run"
-    run_unlearn(parent, out, tiny_opts(grids=False), forget=["dehaze"], ut=parent, command="test")
+    run_unlearn(parent, out, tiny_opts(grids=False), forget=["dehaze"], ut=ut_ckpt, command="test")
     return out
 
 
@@ -50,16 +50,16 @@ def test_verify_recomputes_the_same_figures_in_a_moved_folder(run_dir, tmp_path)
     assert json.loads((moved / "run.json").read_text())["verify"] == "verify.json"
 
 
-def test_verify_adds_a_ut_to_a_run_made_without_one(parent, tmp_path, tiny_opts):
+def test_verify_adds_a_ut_to_a_run_made_without_one(parent, tmp_path, tiny_opts, ut_ckpt):
     out = tmp_path / "no-ut"
     run = run_unlearn(parent, out, tiny_opts(verify=False), forget=["dehaze"])
     assert run["ut"] is None and not (out / "verify.json").exists()
-    result = verify_folder(out, ut=str(parent), relearn_steps=1)
+    result = verify_folder(out, ut=str(ut_ckpt), relearn_steps=1)
     assert result["output_gap"]["value"] is not None
     assert result["relearn"]["runs"]["UT"]["steps"] == 1
     assert "UT" in json.loads((out / "quality.json").read_text())["rows"]
     recorded = json.loads((out / "run.json").read_text())["ut"]
-    assert recorded["sha256"] == sha256_file(parent)
+    assert recorded["sha256"] == sha256_file(ut_ckpt)
 
 
 def test_verify_refuses_a_parent_that_changed(parent, run_dir, tmp_path, tiny_opts):
@@ -115,7 +115,9 @@ def test_resolve_and_hash_check(tmp_path):
     )
 
 
-def test_a_failed_verify_leaves_the_folder_as_it_was(parent, tmp_path, tiny_opts, monkeypatch):
+def test_a_failed_verify_leaves_the_folder_as_it_was(
+    parent, tmp_path, tiny_opts, monkeypatch, ut_ckpt
+):
     import forgetir.verify
 
     out = tmp_path / "no-ut"
@@ -128,7 +130,7 @@ def test_a_failed_verify_leaves_the_folder_as_it_was(parent, tmp_path, tiny_opts
     # The new UT's quality row is computed first; the failure comes later, in the checks.
     monkeypatch.setattr(forgetir.verify, "verify_model", fail)
     with pytest.raises(RuntimeError, match="quality row"):
-        verify_folder(out, ut=str(parent))
+        verify_folder(out, ut=str(ut_ckpt))
     assert {n: (out / n).read_bytes() for n in before} == before
     assert not (out / "verify.json").exists()
 

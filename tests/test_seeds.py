@@ -35,9 +35,9 @@ def test_two_sd_rule():
     assert format_difference([]) == "–"
 
 
-def test_unlearn_seeds_writes_seed_folders_and_summary(parent, tmp_path, tiny_opts):
+def test_unlearn_seeds_writes_seed_folders_and_summary(parent, tmp_path, tiny_opts, ut_ckpt):
     opts = tiny_opts(verify=False, grids=False, seed=3)
-    summary = run_unlearn_seeds(parent, tmp_path, opts, 2, forget=["dehaze"], ut=parent)
+    summary = run_unlearn_seeds(parent, tmp_path, opts, 2, forget=["dehaze"], ut=ut_ckpt)
     assert (tmp_path / "seed-3" / "run.json").is_file()
     assert (tmp_path / "seed-4" / "run.json").is_file()
     assert json.loads((tmp_path / "seed-4" / "run.json").read_text())["seed"] == 4

@@ -13,9 +13,9 @@ from forgetir.unlearn import run_unlearn
 from forgetir.unlearn.inputs import parent_sources
 
 
-def test_unlearn_writes_a_complete_run(parent, tmp_path, tiny_opts):
+def test_unlearn_writes_a_complete_run(parent, tmp_path, tiny_opts, ut_ckpt):
     out = tmp_path / "run"
-    run = run_unlearn(parent, out, tiny_opts(), forget=["dehaze"], ut=parent, command="test")
+    run = run_unlearn(parent, out, tiny_opts(), forget=["dehaze"], ut=ut_ckpt, command="test")
     for name in ("run.json", "model.safetensors", "model.json", "quality.json", "verify.json"):
         assert (out / name).is_file(), name
     assert run["forget_tasks"] == ["dehaze"]
@@ -83,16 +83,18 @@ def test_split_test_sets_hold_each_part_and_task():
     assert (x == 0.5).float().mean() > 0.2 and (x != y).float().mean() < 0.5
 
 
-def test_unlearn_prints_the_table_and_the_verification(parent, tmp_path, tiny_opts, capsys):
+def test_unlearn_prints_the_table_and_the_verification(
+    parent, tmp_path, tiny_opts, capsys, ut_ckpt
+):
     opts = tiny_opts(quiet=False, grids=False, relearn_steps=1, ain_max_steps=1)
-    run_unlearn(parent, tmp_path / "run", opts, forget=["dehaze"], ut=parent)
+    run_unlearn(parent, tmp_path / "run", opts, forget=["dehaze"], ut=ut_ckpt)
     out = capsys.readouterr().out
     assert "promptir protocol" in out and "| BEFORE |" in out
     assert "output gap to UT" in out and "anamnesis index AIN" in out
     assert f"Saved {tmp_path / 'run'}" in out
 
 
-def test_data_free_mode_trains_on_other_clean_images(parent, tmp_path, tiny_opts):
+def test_data_free_mode_trains_on_other_clean_images(parent, tmp_path, tiny_opts, ut_ckpt):
     from forgetir.config import DataConfig
     from forgetir.data.pool import DeadLeavesPool
     from forgetir.unlearn import clean_source_images
@@ -104,7 +106,7 @@ def test_data_free_mode_trains_on_other_clean_images(parent, tmp_path, tiny_opts
         clean_source_images(str(tmp_path / "missing"), data)
     # What `forgetir demo --method proxy-retrain` does, on the tiny parent: unlearn, verify, report.
     opts = tiny_opts(clean_source="deadleaves", method="proxy-retrain")
-    run = run_unlearn(parent, tmp_path / "df", opts, forget=["dehaze"], ut=parent)
+    run = run_unlearn(parent, tmp_path / "df", opts, forget=["dehaze"], ut=ut_ckpt)
     assert run["options"]["clean_source"] == "deadleaves"
     assert "proxy-retrain" in write_report(tmp_path / "df")["html"].read_text()
 

@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from forgetir.atomic import check_output_dir
-from forgetir.checkpoint import sha256_file
+from forgetir.checkpoint import sha256_file, weights_file
 from forgetir.config import DataConfig, check_fields
 from forgetir.data.folders import PairedImages, image_folder
 from forgetir.data.pipeline import build_sources, make_train_loader, train_tasks
@@ -55,6 +55,19 @@ def check_options(opts: UnlearnOptions) -> UnlearnOptions:
     method.check_target(opts.target)
     method.parse_config(opts.hparams)
     return opts
+
+
+def check_ut_is_not_parent(checkpoint: Any, ut: Any) -> None:
+    """Refuse a UT that is the parent itself (the same weights file content): UT is the model
+    retrained without the forget data, and every figure is read against it."""
+    if ut is None or is_live(ut) or is_live(checkpoint):
+        return
+    parent_sha = sha256_file(weights_file(resolve_checkpoint(checkpoint)))
+    if sha256_file(weights_file(resolve_checkpoint(ut))) == parent_sha:
+        raise InvalidInputError(
+            f"--ut {ut} is the parent checkpoint {checkpoint} itself (same SHA-256 "
+            f"{parent_sha[:16]}…): give a model retrained without the forget data"
+        )
 
 
 def check_run_folder(out: Path) -> None:

@@ -20,7 +20,12 @@ from forgetir.options import UnlearnOptions
 from forgetir.runlock import release, working_folder
 from forgetir.seeds import SEED_DIR, format_summary, write_seed_summary
 from forgetir.shipped import resolve_checkpoint
-from forgetir.unlearn.inputs import check_options, check_run_folder, is_live
+from forgetir.unlearn.inputs import (
+    check_options,
+    check_run_folder,
+    check_ut_is_not_parent,
+    is_live,
+)
 from forgetir.unlearn.steps import unlearn_into
 
 
@@ -58,6 +63,7 @@ def run_unlearn(
     for spec in (checkpoint, ut, opts.mia_reference):
         if spec is not None and not is_live(spec):
             weights_file(resolve_checkpoint(spec))  # a missing checkpoint fails now
+    check_ut_is_not_parent(checkpoint, ut)
     if split:
         load_manifest(split)  # malformed or contradictory: refused now (hashes come later)
     out = Path(out_dir)
