@@ -123,6 +123,14 @@ def make_run_dir(root: Path, method: str = "accurate-forgetting", sweeps: bool =
         "retain_tasks": list(TASKS[1:]),
         "parent": {"path": str(parent), "sha256": _sha(parent)},
         "ut": {"path": str(ut.parent), "sha256": _sha(ut)},
+        "files": {
+            role: {"path": name, "sha256": _sha(run / name)}
+            for role, name in (
+                ("model", "model.safetensors"),
+                ("model_sidecar", "model.json"),
+                ("quality", "quality.json"),
+            )
+        },  # fmt: skip
         "steps": 20,
         "wall_time_s": 2.0,
         "command": "forgetir unlearn --method accurate-forgetting --forget dehaze",

@@ -144,7 +144,7 @@ def _copy_run(run_dir, tmp_path):
 def test_run_json_records_every_file_the_verdict_rests_on(run_dir):
     run = RunFolder(run_dir).read_run()
     assert set(RunFolder(run_dir).recorded(run)) == {
-        "parent", "ut", "split", "model", "model_sidecar", "test_set"
+        "parent", "ut", "split", "model", "model_sidecar", "test_set", "quality"
     }  # fmt: skip
     assert run.files["model"].sha256 == sha256_file(run_dir / "model.safetensors")
 
