@@ -1089,6 +1089,33 @@ def _cases() -> list[tuple[str, Any]]:
         argv, out = e.unlearn("--forget", "dehaze", "--ut", str(e.parent))
         return argv, [str(e.parent), "--ut", "itself"], out
 
+    # ---- issue 23: bounds on numbers that mean nothing ---------------------------------------
+    for name, extra, culprit in (
+        ("unlearn-lr-1e308", ("--lr", "1e308"), "--lr"),
+        ("unlearn-retain-budget-negative", ("--retain-budget", "-5"), "--retain-budget"),
+        ("unlearn-seed-beyond-64-bits", ("--seed", str(10**23)), "--seed"),
+        ("unlearn-loss-weight-1e308", ("w_r=1e308",), "w_r"),
+        ("unlearn-keep-ratio-1e-300", ("--method", "proxy-retrain", "keep_ratio=1e-300"), "keep"),
+    ):
+
+        def build(e, extra=extra, culprit=culprit):
+            argv, out = e.unlearn("--forget", "dehaze", *extra)
+            return argv, [culprit, "valid"] if culprit != "keep" else ["keep_ratio"], out
+
+        case(name)(build)
+
+    @case("train-seed-beyond-64-bits")
+    def _(e):
+        out = e.tmp / "t"
+        return (
+            ["train", *TINY_TRAIN, f"train.seed={10**23}", "--out", str(out)],
+            [
+                "train.seed",
+                "valid",
+            ],
+            out,
+        )
+
     return c
 
 

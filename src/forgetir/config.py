@@ -138,6 +138,10 @@ POSITIVE = Range(0, lo_open=True)
 NON_NEGATIVE = Range(0)
 AT_LEAST_ONE = Range(1)
 UNIT = Range(0, 1, hi_open=True)  # [0, 1): betas, momentum
+# A step size above 1 (per Adam step, each weight moves by about lr) only destroys the model.
+LEARNING_RATE = Range(0, 1, lo_open=True)
+SEED = Range(0, 2**63 - 1)  # torch, numpy and Python generators all take 64-bit seeds
+DECIBELS = Range(0, 100)  # PSNR figures and budgets: 100 dB is already a perfect image
 
 # Numeric fields whose value must lie in a range (None, where a field allows it, always does);
 # checked when a config is built, with the range in the message. Dataclasses outside the run
@@ -145,21 +149,21 @@ UNIT = Range(0, 1, hi_open=True)  # [0, 1): betas, momentum
 RANGES: dict[str, Range] = {
     "data.patch_size": Range(8),
     "data.pool_size": AT_LEAST_ONE,
-    "data.pool_seed": NON_NEGATIVE,
+    "data.pool_seed": SEED,
     "data.image_size": Range(8),
     "data.workers": NON_NEGATIVE,
     "data.test_max_side": Range(16),
-    "optim.lr": POSITIVE,
+    "optim.lr": LEARNING_RATE,
     "optim.weight_decay": NON_NEGATIVE,
     "optim.betas": UNIT,
     "optim.momentum": UNIT,
     "optim.warmup_steps": NON_NEGATIVE,
-    "optim.min_lr": NON_NEGATIVE,
+    "optim.min_lr": Range(0, 1),
     "optim.decay_steps": AT_LEAST_ONE,
     "optim.grad_clip": POSITIVE,
     "train.steps": AT_LEAST_ONE,
     "train.batch_size": AT_LEAST_ONE,
-    "train.seed": NON_NEGATIVE,
+    "train.seed": SEED,
     "train.eval_every": NON_NEGATIVE,
     "train.ckpt_every": NON_NEGATIVE,
     "train.log_every": NON_NEGATIVE,

@@ -15,7 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, ConfigError, Range, from_dict
+from forgetir.config import (
+    AT_LEAST_ONE,
+    DECIBELS,
+    LEARNING_RATE,
+    NON_NEGATIVE,
+    SEED,
+    ConfigError,
+    Range,
+    from_dict,
+)
 from forgetir.errors import InputFileError
 
 
@@ -29,8 +38,10 @@ class UnlearnOptions:
         "steps": AT_LEAST_ONE,
         "batch_size": AT_LEAST_ONE,
         "patch_size": Range(8),
-        "lr": POSITIVE,
-        "seed": NON_NEGATIVE,
+        "lr": LEARNING_RATE,
+        "seed": SEED,
+        "retain_budget": DECIBELS,
+        "forget_floor": DECIBELS,
         "threads": AT_LEAST_ONE,
         "guard_every": AT_LEAST_ONE,
         "test_max_side": Range(16),

@@ -44,6 +44,8 @@ from forgetir.config import ConfigError, from_dict
 from forgetir.registry import Registry
 
 TARGETS = ("collapse", "retrain-like")
+# The largest size a real-valued method hyperparameter (weight, ratio, step) may have.
+MAX_HPARAM = 1e6
 Batch = dict[str, Any]
 
 
@@ -227,17 +229,30 @@ class UnlearningMethod:
         """``cfg`` as the method's Config; unknown keys raise ConfigError listing valid ones."""
         if cfg is None:
             return cls.Config()
-        if isinstance(cfg, cls.Config):
-            return cfg
-        if isinstance(cfg, dict):
+        if isinstance(cfg, cls.Config | dict):
             try:
-                return from_dict(cls.Config, cfg)
+                built = cfg if isinstance(cfg, cls.Config) else from_dict(cls.Config, cfg)
+                return cls._bounded(built)
             except ConfigError as e:
                 raise ConfigError(f"method {cls.name!r}: {e}") from e
         raise ConfigError(
             f"method {cls.name!r}: config must be a {cls.Config.__name__} or a dict, "
             f"got {type(cfg).__name__}"
         )
+
+    @classmethod
+    def _bounded(cls, cfg: Any) -> Any:
+        """``cfg``, refused when a real-valued hyperparameter is beyond :data:`MAX_HPARAM` in
+        size: a loss weight of 1e308 overflows the loss to inf (the run then stops at step 0
+        and the "unlearned" model is BEFORE); no weight, ratio or step size means anything
+        there."""
+        for f in dataclasses.fields(cfg):
+            v = getattr(cfg, f.name)
+            if isinstance(v, float) and not abs(v) <= MAX_HPARAM:
+                raise ConfigError(
+                    f"{f.name}={v!r} is out of range; valid: a finite number within ±{MAX_HPARAM:g}"
+                )
+        return cfg
 
     @classmethod
     def check_target(cls, target: str) -> None:

@@ -101,8 +101,9 @@ class ProxyRetrainConfig(MethodConfig):
             raise ConfigError(
                 f"forget_target {self.forget_target!r} unknown; valid: {', '.join(FORGET_TARGETS)}"
             )
-        if not 0.0 < self.keep_ratio <= 1.0:
-            raise ConfigError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}")
+        # Below 1e-6 no model of any size frees more than a handful of weights: nothing moves.
+        if not 1e-6 <= self.keep_ratio <= 1.0:
+            raise ConfigError(f"keep_ratio must be in [1e-06, 1], got {self.keep_ratio}")
         if self.perturb < 0:
             raise ConfigError(f"perturb must be >= 0, got {self.perturb}")
         if self.retain_focus < 0:
