@@ -1305,3 +1305,36 @@ def test_atomic_writes_never_replace_special_files(tmp_path):
         atomic_write(link, "overwritten")
     assert link.is_symlink() and victim.read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "pipe", "victim"]
+
+
+# ------------------------------------------------------- issue 23: interrupts end in one line
+
+
+@pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_an_interrupted_unlearn_ends_in_one_line_and_leaves_nothing(parent, tmp_path, sig, code):
+    import signal
+    import subprocess
+    import sys
+
+    import forgetir
+
+    out = tmp_path / "run"
+    argv = ["unlearn", str(parent), "--forget", "dehaze", "--steps", "100000", "--batch-size"]
+    argv += ["2", "--patch-size", "32", "--no-verify", "--quiet", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(forgetir.__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "forgetir.cli", *argv], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".run.partial-*/*.json")) and time.time() < deadline:
+        time.sleep(0.2)  # until the run works in its folder
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == code, err
+    assert lines == [
+        f"forgetir unlearn: {'terminated' if code == 143 else 'interrupted'}"
+        + (" (SIGTERM)" if code == 143 else " (Ctrl-C)")
+    ], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a partial run was left"

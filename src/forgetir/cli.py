@@ -10,9 +10,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from forgetir.errors import ForgetirError
 from forgetir.progress import quiet_scope
@@ -168,6 +171,40 @@ def main(argv: list[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int | None] = getattr(
         importlib.import_module(module), fn
     )
+    try:
+        with _terminate_as_interrupt():
+            return _run(args, command)
+    except (KeyboardInterrupt, Terminated) as e:
+        # Ctrl-C or SIGTERM: the command's own clean-up ran on the way out (a run's working
+        # folder removed, an atomic write undone); one line, the shell's exit code, no traceback.
+        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
+        print(f"forgetir {args.command}: {what}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that clean-up (``finally``) runs as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, command: Callable[[argparse.Namespace], int | None]) -> int:
+    """Run ``command``; a :class:`ForgetirError` becomes one line and exit code 2."""
     try:
         if args.command in _MODEL_COMMANDS:
             from forgetir.memory import retain_freed_memory
