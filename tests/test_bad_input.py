@@ -401,8 +401,8 @@ def _cases() -> list[tuple[str, Any]]:
     for key, value, culprit in [
         ("optim.lr", "inf", "optim.lr"),
         ("optim.lr", "nan", "optim.lr"),
-        ("optim.lr", "-1e-3", "> 0"),
-        ("optim.lr", "0", "> 0"),
+        ("optim.lr", "-1e-3", "in (0, 1]"),
+        ("optim.lr", "0", "in (0, 1]"),
         ("optim.grad_clip", "nan", "optim.grad_clip"),
         ("optim.grad_clip", "-1", "> 0"),
         ("optim.warmup_steps", "-5", ">= 0"),
@@ -427,7 +427,7 @@ def _cases() -> list[tuple[str, Any]]:
     for option, value, culprit in [
         ("--lr", "inf", "finite"),
         ("--lr", "nan", "--lr"),
-        ("--lr", "-1", "> 0"),
+        ("--lr", "-1", "in (0, 1]"),
         ("--steps", "0", ">= 1"),
         ("--batch-size", "0", "--batch-size"),
         ("--patch-size", "4", ">= 8"),

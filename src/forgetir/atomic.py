@@ -47,7 +47,7 @@ def kind_of(path: str | Path) -> str | None:
     """
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (a parent is a file)
         return None
     except OSError as e:
         raise OutputPathError(f"cannot inspect {path}: {e.strerror or e}") from e
