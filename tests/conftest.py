@@ -59,26 +59,38 @@ def tiny_opts():
     return make
 
 
-@pytest.fixture(scope="session")
-def ut_ckpt(parent, tmp_path_factory):
-    """A stand-in UT for the tiny parent: its weights nudged, its sidecar kept (forgetir refuses
-    a UT that is the parent itself, byte for byte)."""
+def nudged_copy(source, folder):
+    """A copy of the checkpoint ``source`` in ``folder`` with its weights nudged and its sidecar
+    kept: a stand-in UT (forgetir refuses a UT that is the parent itself, byte for byte)."""
     import json
     import shutil
+    from pathlib import Path
 
     import safetensors.torch
 
     from forgetir.checkpoint import sha256_file
 
-    out = tmp_path_factory.mktemp("ut") / "model.safetensors"
+    out = Path(folder) / "model.safetensors"
     g = torch.Generator().manual_seed(1)
     tensors = {
         k: v + 1e-3 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
-        for k, v in safetensors.torch.load_file(str(parent)).items()
+        for k, v in safetensors.torch.load_file(str(source)).items()
     }
     safetensors.torch.save_file(tensors, str(out))
-    shutil.copy(parent.with_suffix(".json"), out.with_suffix(".json"))
+    shutil.copy(Path(source).with_suffix(".json"), out.with_suffix(".json"))
     meta = json.loads(out.with_suffix(".json").read_text())
     meta["sha256"] = sha256_file(out)
     out.with_suffix(".json").write_text(json.dumps(meta))
     return out
+
+
+@pytest.fixture(scope="session")
+def ut_ckpt(parent, tmp_path_factory):
+    """A stand-in UT for the tiny parent (see :func:`nudged_copy`)."""
+    return nudged_copy(parent, tmp_path_factory.mktemp("ut"))
+
+
+@pytest.fixture(scope="session")
+def nudge():
+    """:func:`nudged_copy`, for tests that make their own parent."""
+    return nudged_copy

@@ -1338,3 +1338,17 @@ def test_an_interrupted_unlearn_ends_in_one_line_and_leaves_nothing(parent, tmp_
         + (" (SIGTERM)" if code == 143 else " (Ctrl-C)")
     ], err
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "a partial run was left"
+
+
+def test_a_second_train_into_the_same_out_is_refused_naming_the_holder(tmp_path, capsys):
+    from forgetir.runlock import hold
+
+    out = tmp_path / "train"
+    with hold(out):  # a first training, working in place now
+        (out / "log.csv").write_text("the first run's log\n")
+        assert main(["train", "--out", str(out), *TINY_TRAIN, "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"pid {os.getpid()}" in err, err
+        assert sorted(p.name for p in out.iterdir()) == [".forgetir.lock", "log.csv"]
+        assert (out / "log.csv").read_text() == "the first run's log\n"
+    assert [p.name for p in out.iterdir()] == ["log.csv"]  # the lock goes with its holder

@@ -39,11 +39,17 @@ def tiny_before(tmp_path_factory):
     return run_train(load_config("cpu", TINY), tmp_path_factory.mktemp("before"), quiet=True)
 
 
-def _tiny(out, before, **kw):
+@pytest.fixture(scope="module")
+def tiny_ut(tiny_before, tmp_path_factory, nudge):
+    """Every UT of the tiny grid: BEFORE nudged (a UT may not be BEFORE itself)."""
+    return nudge(tiny_before, tmp_path_factory.mktemp("ut"))
+
+
+def _tiny(out, before, ut_path=None, **kw):
     base = dict(
         out=str(out),
         checkpoint=str(before),
-        ut={t: str(before) for t in FORGET_TYPES},
+        ut={t: str(ut_path or before) for t in FORGET_TYPES},
         steps=1,
         batch_size=2,
         patch_size=32,
@@ -166,8 +172,8 @@ def test_paper_scale_without_data_or_checkpoints_fails_clearly(tmp_path):
         reproduce_command(parser.parse_args(["--ut", "haze=a.ckpt"]))
 
 
-def test_cells_are_cached_and_an_interrupted_run_resumes(tmp_path, tiny_before):
-    plan = _tiny(tmp_path / "out", tiny_before)
+def test_cells_are_cached_and_an_interrupted_run_resumes(tmp_path, tiny_before, tiny_ut):
+    plan = _tiny(tmp_path / "out", tiny_before, tiny_ut)
     only = ["ablation/dehaze-no-adv", "ablation/dehaze-neither"]
     calls = []
 
@@ -203,13 +209,13 @@ def test_cells_are_cached_and_an_interrupted_run_resumes(tmp_path, tiny_before):
     assert "Protocol: PSNR/SSIM, promptir protocol" in md and "| dehaze: without both |" in md
 
     # Other settings over the same folder: refused, not silently mixed.
-    other = _tiny(tmp_path / "out", tiny_before, steps=2)
+    other = _tiny(tmp_path / "out", tiny_before, tiny_ut, steps=2)
     with pytest.raises(ReproduceError, match="run with other settings"):
         run_plan(other, only, runner=_never, log=lambda s: None)
 
 
-def test_main_cell_sweeps_and_docs(tmp_path, tiny_before):
-    plan = _tiny(tmp_path / "out", tiny_before)
+def test_main_cell_sweeps_and_docs(tmp_path, tiny_before, tiny_ut):
+    plan = _tiny(tmp_path / "out", tiny_before, tiny_ut)
     only = ["main/dehaze-collapse", "sweep/dehaze-lr-0.0001"]
     summary = run_plan(plan, only, log=lambda s: None)
     main = plan.cell_dir("main/dehaze-collapse")
@@ -257,8 +263,8 @@ def test_class_cells_train_the_ut_without_the_class(tmp_path, tiny_before):
     assert "encoder-noise: forget class stripes" in rows
 
 
-def test_instance_cell_compares_with_its_ut(tmp_path, tiny_before):
-    plan = _tiny(tmp_path / "out", tiny_before, ut={"instances": str(tiny_before)}, relearn_steps=1)
+def test_instance_cell_compares_with_its_ut(tmp_path, tiny_before, tiny_ut):
+    plan = _tiny(tmp_path / "out", tiny_before, ut={"instances": str(tiny_ut)}, relearn_steps=1)
     run_plan(plan, ["instances/*"], log=lambda s: None)
     cell = plan.cell_dir("instances/accurate-forgetting-16")
     verify = json.loads((cell / "verify.json").read_text())
@@ -267,7 +273,7 @@ def test_instance_cell_compares_with_its_ut(tmp_path, tiny_before):
     assert "UT" in json.loads((cell / "quality.json").read_text())["rows"]
 
 
-def test_main_and_method_cells_run_at_several_seeds(tmp_path, tiny_before):
+def test_main_and_method_cells_run_at_several_seeds(tmp_path, tiny_before, tiny_ut):
     plan = build_plan(ReproduceOptions(out=str(tmp_path), seeds=3))
     names = {c.name for c in plan.cells}
     for base in ("main/dehaze-collapse", "main/denoise-retrain-like", "methods/proxy-retrain"):
@@ -278,7 +284,7 @@ def test_main_and_method_cells_run_at_several_seeds(tmp_path, tiny_before):
     with pytest.raises(ReproduceError, match="--seeds"):
         build_plan(ReproduceOptions(seeds=0))
 
-    tiny = _tiny(tmp_path / "out", tiny_before, seeds=2)
+    tiny = _tiny(tmp_path / "out", tiny_before, tiny_ut, seeds=2)
     only = ["main/dehaze-collapse", "main/dehaze-collapse@seed1"]
     summary = run_plan(tiny, only, log=lambda s: None)
     agg = summary["seeds"]["main/dehaze-collapse"]

@@ -133,12 +133,7 @@ def _take(lock: Path) -> IO[str]:
     handle = open(new, "w", encoding="utf-8")  # noqa: SIM115 - held for the whole run
     if fcntl is not None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    info = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    handle.write(json.dumps(info) + "\n")
+    handle.write(json.dumps(_holder_info()) + "\n")
     handle.flush()
     os.replace(new, lock)
     return handle
@@ -161,6 +156,39 @@ def working_folder(place: Path) -> Iterator[Path]:
         # cleaner that sees the folder without a lock file treats it as young, not stale.
         lock.unlink(missing_ok=True)
         handle.close()
+
+
+@contextlib.contextmanager
+def hold(folder: Path, what: str = "--out") -> Iterator[None]:
+    """Hold the lock of ``folder`` (a run that works in place, such as ``forgetir train``)
+    while the block runs; refuse, naming the holder, when another live process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)  # never truncated before it is ours
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RunExistsError(
+            f"{what} {folder} is being written by another run ({_describe(lock)}); wait for it "
+            f"to finish or choose another {what}"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, (json.dumps(_holder_info()) + "\n").encode())
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _holder_info() -> dict[str, object]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def release(work: Path) -> None:

@@ -56,6 +56,7 @@ from forgetir.evaluate import (
     format_table,
 )
 from forgetir.models import create_model
+from forgetir.runlock import hold
 from forgetir.shipped import resolve_checkpoint
 
 POOL_MANIFEST = "train_pool.json"
@@ -140,14 +141,19 @@ def run_train(
     }
     engine = Engine(model, cfg.optim, cfg.train, out, config=config, meta=meta, quiet=quiet)
     existing = _entries(out)
+    # One process trains into a folder at a time (the main rank holds its lock): a second
+    # `forgetir train --out` the same folder is refused, naming the first.
+    lock = hold(out) if engine.is_main else contextlib.nullcontext()
     try:
-        path = _train_and_save(engine, cfg, out, resume, meta, quiet, protocol)
-        engine.barrier()
-        return path
-    except BaseException:
-        if engine.is_main:
-            _remove_unresumable(out, existing)
-        raise
+        with lock:
+            try:
+                path = _train_and_save(engine, cfg, out, resume, meta, quiet, protocol)
+                engine.barrier()
+                return path
+            except BaseException:
+                if engine.is_main:
+                    _remove_unresumable(out, existing)
+                raise
     finally:
         engine.close()
 
