@@ -1116,6 +1116,19 @@ def _cases() -> list[tuple[str, Any]]:
             out,
         )
 
+    @case("verify-recorded-parent-is-now-a-fifo")
+    def _(e):
+        run, own_parent, _ = _finished_run(e)
+        own_parent.unlink()
+        os.mkfifo(own_parent)  # hashing it would block forever
+        return ["verify", str(run)], [str(own_parent), "not a regular file"], run
+
+    @case("eval-checkpoint-is-a-fifo")
+    def _(e):
+        fifo = e.tmp / "weights.safetensors"
+        os.mkfifo(fifo)
+        return ["eval", str(fifo), *FAST_EVAL], [str(fifo), "not a regular file"], None
+
     return c
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pickle
+import stat
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +44,11 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
         ...     sha256_file(p)[:16]
         'ba7816bf8f01cfea'
     """
+    # A device or FIFO would hash forever (/dev/zero) or block until a writer comes.
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise InputFileError(
+            f"{str(path)!r} is not a regular file (a device, FIFO or socket): nothing to hash"
+        )
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk_size):
@@ -81,6 +87,8 @@ def weights_file(path: str | Path) -> Path:
         p = p.with_suffix(".safetensors")
     if not p.exists():
         raise MissingInputError(f"checkpoint {str(p)!r} does not exist")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} is not a regular file (a device or FIFO)")
     valid = (".safetensors", *TORCH_SUFFIXES)
     if p.suffix not in valid:
         raise CheckpointError(
