@@ -33,6 +33,7 @@ from typing import Any
 from torch import nn
 
 from forgetir.atomic import atomic_json
+from forgetir.checkpoint import sha256_file
 from forgetir.checks.base import Context, as_pairs, l1_per_image, mean, single_images
 from forgetir.evaluate import restore
 from forgetir.provenance import software_versions, utc_now
@@ -120,7 +121,7 @@ class ReferenceStore:
         """The store of a UT checkpoint file (its shipped reference, if it ships one), bound to
         the file's SHA-256 (``ut_sha256``, else hashed here)."""
         if ut_sha256 is None and ut_path is not None and Path(ut_path).is_file():
-            ut_sha256 = hashlib.sha256(Path(ut_path).read_bytes()).hexdigest()
+            ut_sha256 = sha256_file(ut_path)
         if os.environ.get("FORGETIR_NO_CACHE"):
             return cls(None, None, ut_sha256)
         shipped = None
