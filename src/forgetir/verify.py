@@ -54,6 +54,8 @@ from forgetir.scenarios import split_candidates
 from forgetir.shipped import resolve_checkpoint
 from forgetir.testbed import evaluation_sets, load_eval_model, model_meta
 
+NO_UT = "none"  # `--ut none`: the UT-free verdict
+
 __all__ = [
     "AIN_HIDDEN_BELOW",
     "BEFORE",
@@ -311,6 +313,8 @@ def _load_models(
     model = load_eval_model(paths.get("model", folder.file(MODEL)))
     before = load_eval_model(paths["parent"], arch)
     ut_model = None
+    if ut == NO_UT:
+        return model, before, None, run
     if ut is not None:
         path = resolve_checkpoint(ut)
         ut_model = load_eval_model(path, arch)
@@ -337,7 +341,8 @@ def verify_folder(
     test-set manifest) is re-hashed first and a changed one refused
     (:class:`~forgetir.errors.IntegrityError`, naming it). ``ut``: another UT checkpoint to
     compare against (a run made without one, or a better retrained model); its quality row is
-    added to ``quality.json`` and ``run.json`` records it. ``log`` receives a line as each
+    added to ``quality.json`` and ``run.json`` records it. ``ut="none"``: set the run's UT
+    aside and give the UT-free verdict (paired against the degraded input). ``log`` receives a line as each
     stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore UT reference
     logs and fine-tune UT's copy again.
     """
@@ -352,6 +357,7 @@ def verify_folder(
     require = () if legacy else ("split", "model", "model_sidecar", "test_set")
     log(f"{folder.path}: re-hashing every recorded file (SHA-256 checked)")
     paths = folder.check_integrity(run, skip=("ut",) if ut else (), require=require)
+    no_ut = ut == NO_UT
     if legacy:
         log("WARNING: run.json records no SHA-256 of the unlearned model or the test set "
             "(made by an older forgetir): those two are not checked")  # fmt: skip
@@ -371,6 +377,8 @@ def verify_folder(
         folder.check_test_sets(test_sets, paths["test_set"])
     quality = folder.read_quality()
     rows = dict(quality.rows)
+    if no_ut:
+        rows.pop(UT, None)
     new_ut_row = ut_model is not None and (ut is not None or UT not in rows)
     if new_ut_row:
         rows[UT] = evaluate_model(ut_model, test_sets, quality.protocol, per_image=True)
@@ -404,7 +412,9 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir verify``."""
     parser.add_argument("run_dir", help="an unlearning run folder (forgetir unlearn / demo)")
     parser.add_argument(
-        "--ut", help="compare against this UT checkpoint instead of the run's own (if any)"
+        "--ut",
+        help="compare against this UT checkpoint instead of the run's own (if any); "
+        "'none': set UT aside and give the UT-free verdict (paired against the degraded input)",
     )
     parser.add_argument("--arch", help="architecture of published .ckpt checkpoints")
     parser.add_argument("--relearn-steps", type=int, help="fine-tuning steps of the relearn test")
