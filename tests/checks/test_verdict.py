@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
-
-import numpy as np
 
 from forgetir.checks.verdict import (
     THRESHOLDS,
