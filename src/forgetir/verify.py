@@ -343,8 +343,8 @@ def verify_folder(
     compare against (a run made without one, or a better retrained model); its quality row is
     added to ``quality.json`` and ``run.json`` records it. ``ut="none"``: set the run's UT
     aside and give the UT-free verdict (paired against the degraded input). ``log`` receives
-    a line as each stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore UT reference
-    logs and fine-tune UT's copy again.
+    a line as each stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore
+    UT reference logs and fine-tune UT's copy again.
     """
     for option, value in (("--relearn-steps", relearn_steps), ("--ain-max-steps", ain_max_steps)):
         if value is not None and value < 0:  # refused before any work
