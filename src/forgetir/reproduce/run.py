@@ -65,7 +65,7 @@ def check_inputs(plan: Plan, cells: Sequence[Cell]) -> None:
             problems.append("--arch (the architecture of the published .ckpt, e.g. promptir)")
     for ref in sorted(used):
         spec = plan.models.get(ref, "")
-        flag = {"before": "--checkpoint"}.get(ref, f"--ut {ref[3:]}=PATH")
+        flag = {"before": "CHECKPOINT"}.get(ref, f"--ut-{ref[3:]} PATH")
         if ref.startswith("inpaint-"):
             flag = "--retrain"  # the class cells' models are shipped or trained, never given
         if not spec:

@@ -280,7 +280,7 @@ def _setup_instances(b: _Builder) -> None:
             b.splits["instances"].manifest = str(manifest) if manifest else None
     else:
         b.notes.append(
-            "the instance cell has no UT at paper scale unless --retrain or --ut instances=PATH "
+            "the instance cell has no UT at paper scale unless --retrain or --ut-instances PATH "
             "(a model retrained without the split's forget images)"
         )
 
