@@ -181,6 +181,7 @@ def parse_ut(items: Sequence[str]) -> dict[str, str]:
 
 def options_from_args(args: argparse.Namespace) -> ReproduceOptions:
     # The options every cell's unlearning run takes, checked before the first cell runs.
+    args.test_max_side = max_side_or_none(args.test_max_side)  # --max-side 0: full size
     for name in ("steps", "batch_size", "patch_size", "test_max_side", "threads", "seed"):
         check_range(option_name(name), getattr(args, name), UnlearnOptions.RANGES.get(name))
     if args.out:
@@ -204,7 +205,7 @@ def options_from_args(args: argparse.Namespace) -> ReproduceOptions:
         steps=args.steps,
         batch_size=args.batch_size,
         patch_size=args.patch_size,
-        test_max_side=max_side_or_none(args.test_max_side),
+        test_max_side=args.test_max_side,
         threads=args.threads,
         seed=args.seed,
         seeds=args.seeds,

@@ -290,7 +290,8 @@ def _setup_class(b: _Builder) -> None:
     opts, split = b.opts, f"class-{FORGET_CLASS}"
     b.splits[split] = SplitSpec(split, "class", [FORGET_CLASS], "inpaint")
     if opts.retrain:
-        inpaint = [*CLASS_OVERRIDES, f"data.test_max_side={opts.test_max_side}"]
+        side = "null" if opts.test_max_side is None else opts.test_max_side  # None: full size
+        inpaint = [*CLASS_OVERRIDES, f"data.test_max_side={side}"]
         inpaint += list(opts.train_overrides)
         for name, label, train_split in (
             ("class/before-inpaint", f"BEFORE ({', '.join(CLASS_TASKS)})", None),
