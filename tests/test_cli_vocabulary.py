@@ -9,7 +9,9 @@ spelling, or one option name that means two things on two commands.
 from __future__ import annotations
 
 import argparse
+import re
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +203,14 @@ def test_methods_keeps_its_columns(capsys):
     names = list_methods()
     starts = {line.index(get_method(n).summary) for n, line in zip(names, lines, strict=True)}
     assert len(starts) == 1 and starts.pop() > max(map(len, names))
+
+
+def test_the_renamed_options_page_matches_the_parser():
+    # docs/cli.md's "Renamed options" table: each old spelling is a warning alias of the new.
+    text = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    rows = re.findall(r"^\| `(--[a-z-]+)[^`]*` \| ([^|]+) \| (\w+) \|$", text, re.M)
+    assert len(rows) >= 6
+    for old, new, command in rows:
+        aliases = deprecated_aliases(COMMANDS[command])
+        assert old in aliases, f"docs/cli.md: {old} is no alias on {command}"
+        assert aliases[old].split()[-1].strip("`") in new, (old, new, aliases[old])

@@ -158,11 +158,11 @@ def add_out(
 
 class _ListAction(argparse._ExtendAction):
     """One or more values, the option repeatable; KEY=VALUE tokens are set aside (see
-    :data:`SPILL_DEST`) unless the items themselves are KEY=VALUE."""
+    :data:`SPILL_DEST`) when the command also takes a KEY=VALUE list (``spill``)."""
 
-    def __init__(self, *args: Any, key_value_items: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, spill: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.key_value_items = key_value_items
+        self.spill = spill
 
     def __call__(
         self,
@@ -172,7 +172,7 @@ class _ListAction(argparse._ExtendAction):
         option_string: str | None = None,
     ) -> None:
         items = list(values)
-        if not self.key_value_items:
+        if self.spill:
             spill = [v for v in items if "=" in v]
             items = [v for v in items if "=" not in v]
             if spill:
@@ -190,10 +190,11 @@ def add_list(
     *,
     dest: str | None = None,
     default_text: str | None = None,
-    key_value_items: bool = False,
+    spill: bool = False,
 ) -> None:
     """A list option: one or more values after the flag, the flag repeatable; default None
-    (the command applies its default, ``default_text`` says what it is)."""
+    (the command applies its default, ``default_text`` says what it is). ``spill``: on a command
+    that takes KEY=VALUE positionals, such tokens after the list are not its items."""
     shown = "" if default_text is None else f"; default: {default_text}"
     parser.add_argument(
         flag,
@@ -202,7 +203,7 @@ def add_list(
         default=None,
         dest=dest or flag[2:].replace("-", "_"),
         metavar=metavar,
-        key_value_items=key_value_items,
+        spill=spill,
         help=f"{help} (one or more, repeatable{shown})",
     )
 
@@ -273,7 +274,7 @@ def take_spill(args: argparse.Namespace) -> list[str]:
 
     Example:
         >>> p = argparse.ArgumentParser()
-        >>> add_list(p, "--exclude", "TASK", "tasks to leave out")
+        >>> add_list(p, "--exclude", "TASK", "tasks to leave out", spill=True)
         >>> a = p.parse_args(["--exclude", "dehaze", "train.steps=5"])
         >>> a.exclude, take_spill(a)
         (['dehaze'], ['train.steps=5'])

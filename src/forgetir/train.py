@@ -293,6 +293,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--exclude",
         "TASK",
         "leave tasks out (the UT model); 'denoise' drops all three sigmas",
+        spill=True,
     )
     add_out(parser, "run folder", "runs/train-<model>[-no-<tasks>]")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")

@@ -144,7 +144,7 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
         steps={"default": None, "help": "unlearning steps (cpu 60; paper: 2 epochs)"},
         batch_size={"default": None, "help": "unlearning batch (cpu 8, paper 16)"},
         patch_size={"default": None, "help": "patch side (cpu 64, paper 128)"},
-        test_max_side={"default": 128, "extra": "cpu scale; the published grid is at 128"},
+        test_max_side={"default": 128, "extra": "cpu scale, where the published grid uses 128"},
     )
     add_deprecated(parser, "--test-max-side", "--max-side", dest="test_max_side", type=int)
     add_int(parser, "--seeds", 3, extra="the main/* and methods/* cells")

@@ -100,8 +100,8 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir unlearn``."""
     add_checkpoint(
         parser,
-        f"model to unlearn from: {CHECKPOINT_FORMS}, or fresh:MODEL (a newly initialised "
-        "registered model; the default with --model-module) (default: shipped:before)",
+        f"model to unlearn from: {CHECKPOINT_FORMS}; also fresh:MODEL, a newly initialised "
+        "registered model (the default with --model-module) (default: shipped:before)",
     )
     add_arch(parser)
     add_list(
@@ -109,7 +109,6 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         "KEY=VALUE",
         "data settings of a fresh model (fresh:MODEL, --model-module), e.g. pool_size=64",
-        key_value_items=True,
     )
     parser.add_argument(
         "--model-module",
@@ -117,7 +116,7 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
         help="register your own model: FACTORY() in FILE.py returns the nn.Module "
         "(name FILE.FACTORY; a .pth checkpoint of it then needs no --arch)",
     )
-    add_list(parser, "--forget", "TASK", "degradation types to forget")
+    add_list(parser, "--forget", "TASK", "degradation types to forget", spill=True)
     parser.add_argument(
         "--split",
         metavar="MANIFEST",
