@@ -34,7 +34,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         ("method", "target", "steps", "relearn_steps", "ain_max_steps", "test_max_side"),
         steps={
             "default": None,
-            "help": "unlearning steps, batch 8 (default: the method's recommended steps, else 60)",
+            "help": "unlearning steps (default: the method's recommended steps, else 60)",
         },
         test_max_side={"extra": "smaller is faster"},
     )

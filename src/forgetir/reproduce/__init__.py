@@ -141,9 +141,12 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(
         parser,
         ("steps", "batch_size", "patch_size", "test_max_side", "threads", "seed"),
-        steps={"default": None, "help": "unlearning steps (cpu 60; paper: 2 epochs)"},
-        batch_size={"default": None, "help": "unlearning batch (cpu 8, paper 16)"},
-        patch_size={"default": None, "help": "patch side (cpu 64, paper 128)"},
+        steps={"default": None, "help": "unlearning steps (default: cpu 60, paper 2 epochs)"},
+        batch_size={"default": None, "help": "patches per step (default: cpu 8, paper 16)"},
+        patch_size={
+            "default": None,
+            "help": "side of the training patches (default: cpu 64, paper 128)",
+        },
         test_max_side={"default": 128, "extra": "cpu scale, where the published grid uses 128"},
     )
     add_deprecated(parser, "--test-max-side", "--max-side", dest="test_max_side", type=int)
