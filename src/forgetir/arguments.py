@@ -134,7 +134,7 @@ def add_int(
         default=default,
         dest=dest or flag[2:].replace("-", "_"),
         metavar="N",
-        help=_help(flag, extra, None if shown is None or flag == "--threads" else str(shown)),
+        help=_help(flag, extra, None if shown is None else str(shown)),
     )
 
 
