@@ -410,24 +410,25 @@ def verify_folder(
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir verify``."""
-    parser.add_argument("run_dir", help="an unlearning run folder (forgetir unlearn / demo)")
+    from forgetir.arguments import add_arch, add_int, add_quiet, add_threads, add_ut
+
     parser.add_argument(
-        "--ut",
-        help="compare against this UT checkpoint instead of the run's own (if any); "
-        "'none': set UT aside and give the UT-free verdict (paired against the degraded input)",
+        "run_dir", metavar="RUN_DIR", help="an unlearning run folder (forgetir unlearn / demo)"
     )
-    parser.add_argument("--arch", help="architecture of published .ckpt checkpoints")
-    parser.add_argument("--relearn-steps", type=int, help="fine-tuning steps of the relearn test")
-    parser.add_argument(
-        "--ain-max-steps", type=int, help="most fine-tuning steps the anamnesis index may take"
+    add_ut(
+        parser,
+        "the run's own, if any; 'none': the UT-free verdict, paired against the degraded input",
     )
+    add_arch(parser)
+    add_int(parser, "--relearn-steps", None, default_text="the run's")
+    add_int(parser, "--ain-max-steps", None, default_text="the run's")
     parser.add_argument(
         "--recompute-ut",
         action="store_true",
         help="fine-tune UT's copy again instead of reading its reference log",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: free cores)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_threads(parser)
+    add_quiet(parser)
 
 
 def verify_command(args: argparse.Namespace) -> int:
