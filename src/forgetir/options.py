@@ -52,7 +52,7 @@ class UnlearnOptions:
     forget_floor: float | None = None  # stop once forget PSNR (guard set) is at or below this
     guard_every: int = 10
     protocol: str = "promptir"
-    test_set: str = "photos"
+    test_set: str = "photos+deadleaves"  # the paired verdict needs more than 7 photos
     test_max_side: int | None = 256
     verify: bool = True
     relearn_steps: int = 20
