@@ -13,10 +13,11 @@ BEFORE's training (its sidecar's ``step`` and ``wall_time``).
 
 The runs are the ``main/*`` and ``control/*`` cells of ``forgetir reproduce --scale cpu``, in the
 same folder (default ``runs/reproduce-cpu``): whichever of the two runs first, the other reuses
-its cells. ``--checkpoint`` / ``--ut TYPE=PATH`` replace the shipped models (e.g. stand-ins).
+its cells. A ``CHECKPOINT`` argument / ``--ut-dehaze PATH`` (``--ut-derain``, ``--ut-denoise``)
+replace the shipped models (e.g. stand-ins), with ``forgetir reproduce``'s spelling.
 
 Run: PYTHONPATH=src python benchmarks/bench_unlearning.py [--out runs/reproduce-cpu]
-     [--steps 60] [--test-max-side 128] [--threads 2]
+     [--steps 60] [--max-side 128] [--threads 2]
 
 Wall times depend on the machine and its load; the step fractions do not.
 
@@ -32,12 +33,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from forgetir.arguments import add_checkpoint, add_max_side, add_threads
 from forgetir.reproduce import (
     FORGET_TYPES,
     ReproduceOptions,
     before_training_cost,
     build_plan,
-    parse_ut,
     run_plan,
 )
 
@@ -79,21 +80,24 @@ def _row(label: str, t: str, run: dict[str, Any], q: dict[str, Any], before: dic
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="runs/reproduce-cpu")
+    # The options forgetir reproduce has, with its spelling (forgetir.arguments).
+    add_checkpoint(p, "the BEFORE model (default: shipped:before)")
+    p.add_argument("--out", default="runs/reproduce-cpu", help="the reproduce folder")
     p.add_argument("--steps", type=int, default=None, help="unlearning steps (default 60)")
-    p.add_argument("--test-max-side", type=int, default=128)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--checkpoint", help="BEFORE (default shipped:before)")
-    p.add_argument("--ut", action="append", default=[], metavar="TYPE=PATH")
+    add_max_side(p, 128, dest="test_max_side")
+    add_threads(p)
+    for t in FORGET_TYPES:
+        p.add_argument(f"--ut-{t}", metavar="CHECKPOINT", help=f"UT retrained without {t}")
     args = p.parse_args(argv)
+    uts = {t: getattr(args, f"ut_{t}") for t in FORGET_TYPES if getattr(args, f"ut_{t}")}
     plan = build_plan(
         ReproduceOptions(
             out=args.out,
             steps=args.steps,
-            test_max_side=args.test_max_side,
+            test_max_side=args.test_max_side or None,
             threads=args.threads,
             checkpoint=args.checkpoint,
-            ut=parse_ut(args.ut),
+            ut=uts,
         )
     )
     names = [name for t in FORGET_TYPES for name, _ in _cells(t)]

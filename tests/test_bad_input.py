@@ -392,8 +392,9 @@ def _cases() -> list[tuple[str, Any]]:
         lst = _file(e.tmp, "ids.txt", "dl-000001\n")
         out = e.tmp / "s.json"
         return (
-            ["split", "--by", "class", "--forget", "disks", "--list", str(lst), "--out", str(out)],
-            ["--list"],
+            ["split", "--by", "class", "--forget", "disks", "--forget-file", str(lst)]
+            + ["--out", str(out)],
+            ["--forget-file"],
             out,
         )
 
@@ -962,7 +963,8 @@ def _cases() -> list[tuple[str, Any]]:
     def _(e):
         out = e.tmp / "s.json"
         return (
-            ["split", "--by", "instances", "--list", str(e.tmp / "gone.txt"), "--out", str(out)],
+            ["split", "--by", "instances", "--forget-file", str(e.tmp / "gone.txt")]
+            + ["--out", str(out)],
             ["gone.txt"],
             out,
         )
@@ -976,7 +978,7 @@ def _cases() -> list[tuple[str, Any]]:
                 "split",
                 "--by",
                 "instances",
-                "--list",
+                "--forget-file",
                 str(lst),
                 "--pool-size",
                 "4",

@@ -149,25 +149,25 @@ def test_paper_scale_without_data_or_checkpoints_fails_clearly(tmp_path):
     assert plan.cell("main/dehaze-collapse").options["test_set"] == "promptir"
     assert not [c for c in plan.cells if c.name.startswith("class/")]
     assert plan.cell("instances/accurate-forgetting-16").ut is None
-    assert any("--ut instances=PATH" in n for n in plan.notes)
+    assert any("--ut-instances PATH" in n for n in plan.notes)
     with pytest.raises(ReproduceError) as e:
         run_plan(plan, runner=_never)
     msg = str(e.value)
-    for needed in ("--root DATA", "--checkpoint", "--ut dehaze=PATH", "--ut denoise=PATH"):
+    for needed in ("--root DATA", "CHECKPOINT", "--ut-dehaze PATH", "--ut-denoise PATH"):
         assert needed in msg
     assert not (tmp_path / "p").exists()
 
     parser = argparse.ArgumentParser()
     add_reproduce_arguments(parser)
     args = parser.parse_args(
-        ["--scale", "paper", "--root", str(tmp_path / "nowhere"), "--checkpoint", "x.ckpt"]
-        + ["--ut", "dehaze=a.ckpt", "--out", str(tmp_path / "q")]
+        ["x.ckpt", "--scale", "paper", "--root", str(tmp_path / "nowhere")]
+        + ["--ut-dehaze", "a.ckpt", "--out", str(tmp_path / "q")]
     )
     with pytest.raises(ReproduceError) as e:
         reproduce_command(args)
     msg = str(e.value)
     assert "PromptIR data root not found" in msg and "checkpoint not found: x.ckpt" in msg
-    assert "--ut derain=PATH" in msg and "--ut dehaze" in msg
+    assert "--ut-derain PATH" in msg and "--ut-dehaze: checkpoint not found: a.ckpt" in msg
     with pytest.raises(ReproduceError, match="KIND one of dehaze, derain, denoise, instances"):
         reproduce_command(parser.parse_args(["--ut", "haze=a.ckpt"]))
 

@@ -3,7 +3,10 @@ cells became a table (hashes of a canonical JSON of each plan, made with the old
 
 Re-pinned once since, when ``proxy-retrain-guarded`` was registered: every registered method
 gets a ``methods/`` cell, and with that method's cells filtered out the plans hashed exactly to
-the old pins. A new method changes these hashes; re-pin after checking the same way."""
+the old pins. A new method changes these hashes; re-pin after checking the same way.
+Re-pinned "paper" and "paper-noroot" when reproduce's ``--ut KIND=PATH`` became ``--ut-KIND``:
+with the note's "--ut-instances PATH" written back as "--ut instances=PATH" they hash exactly
+to the old pins."""
 
 import dataclasses
 import hashlib
@@ -37,8 +40,8 @@ PINNED = {
     "cpu-retrain": "be3b433c852c9d46a96ed3dac3335632f00d14d00522f48192675ad7eeacd601",
     "cpu-seeds1-steps": "9d432c070c05620a675ba3822f4f003f26033f27f3202f4cb752d5355c724fc4",
     "cpu-ut": "ebd235ebcd46ea17da4ab41b8542f1a131694474a9fa8e7c8fbe086ec86bd946",
-    "paper": "a4e37c015b459a076026398685781bf1bccc0f2ddd3d9235cc703c2f91172e22",
-    "paper-noroot": "898a555add8917b0d6d9c63f4882923ec093e4b311a5ee893f4b7699e823d194",
+    "paper": "2d0e3c26b49536e1131cee556bbeaec0b9116bf74f6ee89250458e34bf2c791c",
+    "paper-noroot": "ac96c0a5bc92c0dd5b6a5049cc18b519b3b9eda797efd80b6b058a3746ab93a6",
     "paper-retrain": "d6edf33b17362c5750c1b67ba0ca32f0c5f6931c8f876a8df16ab590a0cf5ddb",
     "paper-ut-inst": "5b86a49fad6d74be83932b181878effebc0c8017f9664ce99d581fd3889f5e0f",
 }

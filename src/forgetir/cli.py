@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
+from forgetir.arguments import take_spill
 from forgetir.errors import ForgetirError
 from forgetir.progress import quiet_scope
 
@@ -126,9 +127,10 @@ def _degradations(args: argparse.Namespace) -> int:
 def _methods(args: argparse.Namespace) -> int:
     from forgetir.methods import get_method, list_methods
 
-    for name in list_methods():
-        cls = get_method(name)
-        print(f"{name:<20} {cls.summary}")
+    names = list_methods()
+    width = max(map(len, names), default=0) + 2  # a long name keeps the columns aligned
+    for name in names:
+        print(f"{name:<{width}}{get_method(name).summary}")
     return 0
 
 
@@ -156,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE tokens a list option (--forget a b) set aside join the stray ones.
+    extra = [*take_spill(args), *extra]
     # argparse cannot take positionals on both sides of an option under sub-commands: collect
     # any stray key=value tokens into the command's override list.
     target = next((k for k in _OVERRIDE_DESTS if hasattr(args, k)), None)

@@ -15,29 +15,30 @@ import argparse
 import time
 from pathlib import Path
 
+from forgetir.arguments import add_out
 from forgetir.unlearn import add_options, options_from_args, run_unlearn
 
 DEMO_FORGET = ("dehaze", "derain", "denoise")
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--forget", default="dehaze", choices=DEMO_FORGET)
+    parser.add_argument(
+        "--forget",
+        default="dehaze",
+        choices=DEMO_FORGET,
+        metavar="TASK",
+        help=f"the degradation type to forget: {', '.join(DEMO_FORGET)} (default: dehaze)",
+    )
     add_options(
         parser,
-        ("method", "target", "steps", "relearn_steps", "ain_max_steps"),
+        ("method", "target", "steps", "relearn_steps", "ain_max_steps", "test_max_side"),
         steps={
             "default": None,
-            "help": "unlearning steps, batch 8 (default: the method's recommended steps, else 60)",
+            "help": "unlearning steps (default: the method's recommended steps, else 60)",
         },
+        test_max_side={"extra": "smaller is faster"},
     )
-    parser.add_argument(
-        "--max-side",
-        type=int,
-        default=256,
-        dest="max_side",
-        help="shrink the test photos to this longest side (default 256; smaller is faster)",
-    )
-    parser.add_argument("--out", help="run folder (default: runs/demo, runs/demo-2, ...)")
+    add_out(parser, "run folder", "runs/demo, runs/demo-2, ...")
     add_options(parser, ("threads", "quiet"))
 
 
@@ -68,14 +69,14 @@ def demo_command(args: argparse.Namespace) -> int:
     plan = get_method(args.method).recommended_schedule
     steps = args.steps if args.steps is not None else int(plan.get("steps", 60))
     patch = int(plan.get("patch_size", 64)) if "steps" in plan else 64
-    opts = options_from_args(args, steps=steps, patch_size=patch, test_max_side=args.max_side)
+    opts = options_from_args(args, steps=steps, patch_size=patch)
     run_unlearn(
         "shipped:before",
         out,
         opts,
         forget=[args.forget],
         command=f"forgetir demo --forget {args.forget} --method {args.method} "
-        f"--target {args.target} --steps {steps} --max-side {args.max_side} "
+        f"--target {args.target} --steps {steps} --max-side {args.test_max_side} "
         f"--relearn-steps {args.relearn_steps} --ain-max-steps {args.ain_max_steps}",
     )
     paths = write_report(out)

@@ -306,34 +306,57 @@ def write_results(
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir eval``."""
+    from forgetir.arguments import (
+        CHECKPOINT_FORMS,
+        add_arch,
+        add_checkpoint,
+        add_deprecated,
+        add_int,
+        add_list,
+        add_max_side,
+        add_out,
+        add_quiet,
+        add_threads,
+    )
     from forgetir.data.testsets import TEST_SOURCES
 
+    add_checkpoint(parser, f"models to evaluate: {CHECKPOINT_FORMS}", dest="checkpoints", nargs="+")
+    add_arch(parser)
+    add_list(parser, "--tasks", "TASK", "tasks or families to evaluate", default_text="all five")
     parser.add_argument(
-        "checkpoints",
-        nargs="+",
-        metavar="CHECKPOINT",
-        help="forgetir checkpoints (.safetensors, run folders or shipped:NAME, e.g. "
-        "shipped:before) or published .ckpt files",
+        "--protocol",
+        choices=PROTOCOLS,
+        default="promptir",
+        help="how PSNR/SSIM are computed: promptir (the seed paper's test code, RGB, SSIM 7x7 "
+        "uniform), pyiqa (SSIM on Y, 11x11 Gaussian) or gaussian (RGB, 11x11 Gaussian, 5-px "
+        "border excluded) (default: promptir)",
     )
-    parser.add_argument("--arch", help="architecture of .ckpt/.pth files (e.g. promptir, adair)")
     parser.add_argument(
-        "--tasks", nargs="+", default=list(TASKS), help="tasks or families (default: all five)"
+        "--test-set",
+        choices=TEST_SOURCES,
+        default="photos",
+        dest="test_set",
+        help="test images: photos (shipped), deadleaves (synthetic) or promptir (the official "
+        "test sets under --root) (default: photos)",
     )
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="promptir")
-    parser.add_argument("--test-set", choices=TEST_SOURCES, default="photos", dest="test_set")
-    parser.add_argument("--root", help="dataset folder for --test-set promptir (holds test/)")
     parser.add_argument(
-        "--max-side",
-        type=int,
-        default=256,
-        dest="max_side",
-        help="shrink photos to this longest side (0: full size)",
+        "--root", metavar="FOLDER", help="dataset folder for --test-set promptir (holds test/)"
     )
-    parser.add_argument("--seed", type=int, default=1234, help="seed of synthetic degradations")
+    add_max_side(parser)
+    add_int(parser, "--degradation-seed", 1234)
+    add_deprecated(parser, "--seed", "--degradation-seed", dest="degradation_seed", type=int)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--batch-size", type=int, default=8, dest="batch_size")
-    parser.add_argument("--out", help="also write the rows as JSON here")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        dest="batch_size",
+        metavar="N",
+        help="test images per forward pass (default: 8)",
+    )
+    add_out(parser, "also write the rows as JSON here", None)
+    add_threads(parser)
+    add_quiet(parser)
 
 
 def _row_names(paths: Sequence[str]) -> list[str]:
@@ -369,7 +392,8 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.out:
         check_output_file(args.out)
     max_side = args.max_side if args.max_side and args.max_side > 0 else None
-    sets = build_test_sets(args.test_set, args.tasks, max_side, args.root, seed=args.seed)
+    tasks = args.tasks or list(TASKS)
+    sets = build_test_sets(args.test_set, tasks, max_side, args.root, seed=args.degradation_seed)
     rows: dict[str, dict[str, Metrics]] = {
         INPUT_ROW: evaluate_degraded_input(sets, args.protocol, args.batch_size)
     }

@@ -63,7 +63,7 @@ class UnlearnOptions:
     forget_floor: float | None = None  # stop once forget PSNR (guard set) is at or below this
     guard_every: int = 10
     protocol: str = "promptir"
-    test_set: str = "photos"
+    test_set: str = "photos+deadleaves"  # the paired verdict needs more than 7 photos
     test_max_side: int | None = 256
     verify: bool = True
     relearn_steps: int = 20
@@ -79,10 +79,14 @@ class UnlearnOptions:
     clean_source: str | None = None
 
 
+# Fields whose option is not the field's name: the test-photo size is --max-side on every command.
+_OPTION_NAMES = {"test_max_side": "--max-side"}
+
+
 def option_name(field_name: str) -> str:
     """The command-line option of an :class:`UnlearnOptions` field (``batch_size`` ->
-    ``--batch-size``), as error messages name it."""
-    return "--" + field_name.replace("_", "-")
+    ``--batch-size``, ``test_max_side`` -> ``--max-side``), as error messages name it."""
+    return _OPTION_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
 
 
 def options_from_dict(data: Any, where: str) -> UnlearnOptions:

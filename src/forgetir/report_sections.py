@@ -72,9 +72,11 @@ def verdict_section(doc: Doc, v: Mapping[str, Any]) -> None:
     doc.para(
         "Thresholds (forgetir.checks.verdict.Thresholds): "
         + ", ".join(f"{k} = {val}" for k, val in th.items())
-        + ". forgotten: within UT's interval and not hidden; hidden: relearns much faster "
-        "than UT (AIN); over-forgotten: below UT's interval; not forgotten: above it; "
-        "retained damaged: a retained task below BEFORE's interval."
+        + ". Paired per-image PSNR differences, two one-sided tests: forgotten: the interval "
+        "of (unlearned - reference) lies inside the margin; not forgotten: above it; "
+        "over-forgotten: below it; hidden: inside or under it but relearns much faster than UT "
+        "(AIN); undetermined: too little evidence to decide. The reference is UT, or without "
+        "UT the degraded input. Retained: non-inferiority of (unlearned - BEFORE) per task."
     )
 
 

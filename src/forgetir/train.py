@@ -283,6 +283,8 @@ def _remove_unresumable(out: Path, existing: set[str] | None) -> None:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir train``."""
+    from forgetir.arguments import add_list, add_out, add_quiet, add_threads
+
     parser.add_argument(
         "--config", default="cpu", help="preset (cpu, paper) or a .yaml file (default: cpu)"
     )
@@ -292,22 +294,25 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="config overrides, e.g. train.steps=500 optim.lr=1e-3",
     )
-    parser.add_argument(
+    add_list(
+        parser,
         "--exclude",
-        action="append",
-        default=[],
-        metavar="TASK",
-        help="leave a task out (the UT model); repeatable; 'denoise' drops all three sigmas",
+        "TASK",
+        "leave tasks out (the UT model); 'denoise' drops all three sigmas",
+        spill=True,
     )
-    parser.add_argument("--out", help="run folder (default: runs/train-<model>[-no-<tasks>])")
+    add_out(parser, "run folder", "runs/train-<model>[-no-<tasks>]")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    add_threads(parser)
+    add_quiet(parser, "no result table either")
 
 
 def _command_line(args: argparse.Namespace, out: Path) -> str:
     parts = ["forgetir", "train", "--config", str(args.config)]
-    for task in args.exclude:
+    for task in args.exclude or []:
         parts += ["--exclude", task]
+    if args.threads is not None:
+        parts += ["--threads", str(args.threads)]
     parts += ["--out", str(out)]
     if args.resume:
         parts.append("--resume")
@@ -321,6 +326,8 @@ def _command_line(args: argparse.Namespace, out: Path) -> str:
 def train_command(args: argparse.Namespace) -> int:
     """``forgetir train``: load the config, apply overrides and ``--exclude``, run."""
     cfg = load_config(args.config, args.overrides)
+    if args.threads is not None:  # the same setting as train.threads=N
+        cfg.train.threads = args.threads
     if args.exclude:
         cfg.data.exclude = resolve_tasks([*cfg.data.exclude, *args.exclude], "--exclude")
     if args.out:
@@ -335,4 +342,8 @@ def train_command(args: argparse.Namespace) -> int:
 if __name__ == "__main__":  # pragma: no cover - `python -m forgetir.train` for torchrun users
     parser = argparse.ArgumentParser(prog="forgetir train")
     add_train_arguments(parser)
-    sys.exit(train_command(parser.parse_args()))
+    from forgetir.arguments import take_spill
+
+    parsed = parser.parse_args()
+    parsed.overrides = [*(parsed.overrides or []), *take_spill(parsed)]
+    sys.exit(train_command(parsed))

@@ -54,6 +54,8 @@ from forgetir.scenarios import split_candidates
 from forgetir.shipped import resolve_checkpoint
 from forgetir.testbed import evaluation_sets, load_eval_model, model_meta
 
+NO_UT = "none"  # `--ut none`: the UT-free verdict
+
 __all__ = [
     "AIN_HIDDEN_BELOW",
     "BEFORE",
@@ -308,10 +310,10 @@ def _load_models(
     folder: RunFolder, run: RunRecord, paths: Mapping[str, Path], ut: str | None, arch: str | None
 ) -> tuple[nn.Module, nn.Module, nn.Module | None, RunRecord]:
     """The unlearned model, BEFORE and UT of a checked run (``ut``: another UT, recorded)."""
-    if ut is not None:
+    if ut is not None and ut != NO_UT:
         path = resolve_checkpoint(ut)
         run = replace(run, ut=FileRecord(str(path), sha256_file(weights_file(path))))
-    if run.ut is not None and run.ut.sha256 == run.parent.sha256:
+    if ut != NO_UT and run.ut is not None and run.ut.sha256 == run.parent.sha256:
         raise InvalidInputError(
             f"UT {ut or run.ut.path} is the parent (BEFORE) itself (same SHA-256 "
             f"{run.parent.sha256[:16]}…): UT is the model retrained without the forget data; "
@@ -320,6 +322,8 @@ def _load_models(
     model = load_eval_model(paths.get("model", folder.file(MODEL)))
     before = load_eval_model(paths["parent"], arch)
     ut_model = None
+    if ut == NO_UT:
+        return model, before, None, run
     if ut is not None:
         ut_model = load_eval_model(resolve_checkpoint(ut), arch)
     elif run.ut is not None:
@@ -344,9 +348,10 @@ def verify_folder(
     test-set manifest) is re-hashed first and a changed one refused
     (:class:`~forgetir.errors.IntegrityError`, naming it). ``ut``: another UT checkpoint to
     compare against (a run made without one, or a better retrained model); its quality row is
-    added to ``quality.json`` and ``run.json`` records it. ``log`` receives a line as each
-    stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore UT reference
-    logs and fine-tune UT's copy again.
+    added to ``quality.json`` and ``run.json`` records it. ``ut="none"``: set the run's UT
+    aside and give the UT-free verdict (paired against the degraded input). ``log`` receives
+    a line as each stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore
+    UT reference logs and fine-tune UT's copy again.
     """
     for option, value in (("--relearn-steps", relearn_steps), ("--ain-max-steps", ain_max_steps)):
         if value is not None and value < 0:  # refused before any work
@@ -359,6 +364,7 @@ def verify_folder(
     require = ("split", "model", "model_sidecar", "test_set", "quality")
     log(f"{folder.path}: re-hashing every recorded file (SHA-256 checked)")
     paths = folder.check_integrity(run, skip=("ut",) if ut else (), require=require)
+    no_ut = ut == NO_UT
     opts = dict(run.options)
     opts.update({k: v for k, v in (("relearn_steps", relearn_steps),
                                    ("ain_max_steps", ain_max_steps)) if v is not None})  # fmt: skip
@@ -375,6 +381,8 @@ def verify_folder(
         folder.check_test_sets(test_sets, paths["test_set"])
     quality = folder.read_quality()
     rows = dict(quality.rows)
+    if no_ut:
+        rows.pop(UT, None)
     new_ut_row = ut_model is not None and (ut is not None or UT not in rows)
     if new_ut_row:
         rows[UT] = evaluate_model(ut_model, test_sets, quality.protocol, per_image=True)
@@ -410,22 +418,25 @@ def verify_folder(
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir verify``."""
-    parser.add_argument("run_dir", help="an unlearning run folder (forgetir unlearn / demo)")
+    from forgetir.arguments import add_arch, add_int, add_quiet, add_threads, add_ut
+
     parser.add_argument(
-        "--ut", help="compare against this UT checkpoint instead of the run's own (if any)"
+        "run_dir", metavar="RUN_DIR", help="an unlearning run folder (forgetir unlearn / demo)"
     )
-    parser.add_argument("--arch", help="architecture of published .ckpt checkpoints")
-    parser.add_argument("--relearn-steps", type=int, help="fine-tuning steps of the relearn test")
-    parser.add_argument(
-        "--ain-max-steps", type=int, help="most fine-tuning steps the anamnesis index may take"
+    add_ut(
+        parser,
+        "the run's own, if any; 'none': the UT-free verdict, paired against the degraded input",
     )
+    add_arch(parser)
+    add_int(parser, "--relearn-steps", None, default_text="the run's")
+    add_int(parser, "--ain-max-steps", None, default_text="the run's")
     parser.add_argument(
         "--recompute-ut",
         action="store_true",
         help="fine-tune UT's copy again instead of reading its reference log",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: free cores)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_threads(parser)
+    add_quiet(parser)
 
 
 def verify_command(args: argparse.Namespace) -> int:

@@ -200,7 +200,7 @@ def test_cli(tmp_path, capsys):
         [
             "--by",
             "instances",
-            "--list",
+            "--forget-file",
             str(req),
             "--pool-size",
             "4",
@@ -216,8 +216,8 @@ def test_cli(tmp_path, capsys):
     m = load_manifest(out)
     assert [e["id"] for e in m["forget"]["entries"]] == ["dl-000003", "dl-000000"]
     assert "wrote" in capsys.readouterr().out
-    args = parser.parse_args(["--by", "degradation", "--list", str(req), "--out", str(out)])
-    with pytest.raises(ValueError, match="--list is for --by instances"):
+    args = parser.parse_args(["--by", "degradation", "--forget-file", str(req), "--out", str(out)])
+    with pytest.raises(ValueError, match="--forget-file is for --by instances"):
         split_command(args)
     with pytest.raises(SystemExit):
         parser.parse_args(["--by", "colour", "--out", "x"])

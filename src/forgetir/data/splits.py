@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from forgetir.arguments import add_deprecated, add_list, add_out
 from forgetir.atomic import check_output_file
 from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, RANGES, UNIT, DataConfig, check_range
 from forgetir.data.datasets import build_split_datasets
@@ -294,42 +295,71 @@ def read_id_list(path: str | os.PathLike[str]) -> list[str]:
 def add_split_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``forgetir split`` (run it with :func:`split_command`)."""
     parser.add_argument("--by", required=True, choices=SPLIT_KINDS, help="kind of split")
-    parser.add_argument(
+    add_list(
+        parser,
         "--forget",
-        nargs="+",
-        default=[],
-        metavar="NAME",
-        help="tasks (degradation: dehaze, derain, denoise_15/25/50 or the family denoise), "
-        "classes (class) or image ids/paths (instances)",
+        "NAME",
+        "tasks (degradation: dehaze, derain, denoise_15/25/50 or the family denoise), "
+        "classes (class) or image ids/paths (instances) to forget",
     )
     parser.add_argument(
-        "--list",
+        "--forget-file",
         dest="id_list",
         metavar="FILE",
         help="instances: a file of image ids or paths to forget, one per line",
     )
+    add_deprecated(parser, "--list", "--forget-file", dest="id_list")
     parser.add_argument("--source", choices=SOURCES, default=None, help="training data source")
-    parser.add_argument("--root", default=None, help="dataset folder (non-synthetic sources)")
-    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help="trained tasks")
-    parser.add_argument("--pool-size", type=int, default=None, help="dead-leaves pool size")
-    parser.add_argument("--pool-seed", type=int, default=None, help="dead-leaves pool seed")
-    parser.add_argument("--image-size", type=int, default=None, help="dead-leaves image side")
-    parser.add_argument("--content-classes", nargs="+", default=None, metavar="CLASS")
-    parser.add_argument("--test-set", choices=TEST_SOURCES, default=None)
+    parser.add_argument(
+        "--root", metavar="FOLDER", default=None, help="dataset folder (non-synthetic sources)"
+    )
+    add_list(parser, "--tasks", "TASK", "trained tasks", default_text="the data config's")
+    parser.add_argument(
+        "--pool-size", type=int, metavar="N", default=None, help="dead-leaves pool size"
+    )
+    parser.add_argument(
+        "--pool-seed", type=int, metavar="N", default=None, help="dead-leaves pool seed"
+    )
+    parser.add_argument(
+        "--image-size", type=int, metavar="N", default=None, help="dead-leaves image side"
+    )
+    add_list(
+        parser,
+        "--content-classes",
+        "CLASS",
+        f"dead-leaves content classes of the training data ({', '.join(CONTENT_CLASSES)})",
+        default_text="the data config's",
+    )
+    parser.add_argument(
+        "--test-set",
+        choices=TEST_SOURCES,
+        default=None,
+        help="test images recorded in the manifest: photos (shipped), deadleaves (synthetic) "
+        "or promptir (the official test sets under --root) (default: the data config's)",
+    )
     parser.add_argument(
         "--held-out",
         type=int,
+        metavar="N",
         default=32,
         help="class/instances on dead leaves: number of held-out test images",
     )
     parser.add_argument(
         "--held-out-fraction",
         type=float,
+        metavar="F",
         default=0.1,
         help="class/instances on image files: share of files held out for testing",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out draw")
-    parser.add_argument("--out", required=True, help="where to write the manifest (JSON)")
+    parser.add_argument(
+        "--held-out-seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the held-out draw (default: 0)",
+    )
+    add_deprecated(parser, "--seed", "--held-out-seed", dest="held_out_seed", type=int)
+    add_out(parser, "where to write the manifest (JSON)", None, required=True)
     return parser
 
 
@@ -354,19 +384,19 @@ def split_command(args: argparse.Namespace, base: DataConfig | None = None) -> i
         check_range("--" + key.replace("_", "-"), value, RANGES.get(f"data.{key}"))
     check_range("--held-out", args.held_out, AT_LEAST_ONE)
     check_range("--held-out-fraction", args.held_out_fraction, UNIT)
-    check_range("--seed", args.seed, NON_NEGATIVE)
+    check_range("--held-out-seed", args.held_out_seed, NON_NEGATIVE)
     check_output_file(args.out)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    forget = list(args.forget)
+    forget = list(args.forget or [])
     if args.id_list:
         if args.by != "instances":
-            raise InvalidInputError("--list is for --by instances (a deletion request)")
+            raise InvalidInputError("--forget-file is for --by instances (a deletion request)")
         forget += read_id_list(args.id_list)
     manifest = make_split(
         cfg,
         args.by,
         forget,
-        seed=args.seed,
+        seed=args.held_out_seed,
         held_out=args.held_out,
         held_out_fraction=args.held_out_fraction,
     )

@@ -6,6 +6,11 @@ Sources:
   shrunk so their longest side is at most ``max_side``;
 - ``deadleaves``: ``n`` held-out dead-leaves images of side ``size`` (ids ``dlt-000000``...,
   drawn in the test namespace, so never in any training pool);
+- ``photos+deadleaves`` (the default of unlearning runs): both, the 7 photos and 48 held-out
+  dead-leaves images of side 64. Seven photos cannot decide a 0.5 dB paired difference (the
+  verdict's margin); the 48 independent draws can at the per-image spreads we measure (about
+  1 dB between an unlearned model and UT). Every image is one unit of the paired test: none is
+  a crop of another, so none is counted twice;
 - ``promptir``: the real benchmarks in PromptIR's layout under ``root`` (BSD68 with seeded
   noise, Rain100L, SOTS outdoor), at full size as in the official protocol.
 
@@ -49,7 +54,9 @@ __all__ = [
     "degradation_seed",
 ]
 
-TEST_SOURCES = ("photos", "deadleaves", "promptir")
+TEST_SOURCES = ("photos", "deadleaves", "photos+deadleaves", "promptir")
+MIXED = "photos+deadleaves"
+MIXED_DEADLEAVES = (48, 64)  # (n, size) of the dead-leaves part of MIXED
 TEST_MULTIPLE = 16
 _PHOTO_ORIGIN = "scikit-image: astronaut, chelsea, coffee, rocket, motorcycle_left/right; "
 _PHOTO_ORIGIN += "matplotlib: grace_hopper"
@@ -142,6 +149,10 @@ def clean_test_images(
     """
     if source == "photos":
         return _photos(max_side)
+    if source == MIXED:
+        p_names, p_images, p_desc = _photos(max_side)
+        d_names, d_images, d_desc = _deadleaves(*MIXED_DEADLEAVES)
+        return p_names + d_names, p_images + d_images, f"{p_desc}; and {d_desc}"
     if source == "deadleaves":
         if n < 1:
             raise InvalidInputError(f"dead-leaves test set size n must be >= 1, got {n}")
@@ -266,7 +277,10 @@ def manifest_test_entries(
         return {"kind": "promptir-test", "root": str(root)}, entries
     names, clean, text = clean_test_images(source, max_side, n, size)
     desc: dict[str, Any] = {"kind": f"{source}-test", "description": text}
-    desc.update({"max_side": max_side} if source == "photos" else {"n": n, "size": size})
+    if source in ("photos", MIXED):
+        desc["max_side"] = max_side
+    if source in ("deadleaves", MIXED):
+        desc["n"], desc["size"] = (n, size) if source == "deadleaves" else MIXED_DEADLEAVES
     return desc, [
         {"id": k, "sha256": tensor_sha256(x[0])} for k, x in zip(names, clean, strict=True)
     ]

@@ -27,7 +27,7 @@ ABLATIONS = {
     "neither": ("without both", {"use_adv": False, "use_instance": False}),
 }
 N_INSTANCES = 16
-# --ut KIND=PATH: a forget type, or "instances" (retrained without the instance split's images).
+# --ut-KIND PATH: a forget type, or "instances" (retrained without the instance split's images).
 UT_KINDS = (*FORGET_TYPES, "instances")
 FORGET_CLASS = "stripes"
 CLASS_TASKS = ("inpaint_4", "denoise_25")

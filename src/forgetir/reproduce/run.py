@@ -65,11 +65,13 @@ def check_inputs(plan: Plan, cells: Sequence[Cell]) -> None:
             problems.append("--arch (the architecture of the published .ckpt, e.g. promptir)")
     for ref in sorted(used):
         spec = plan.models.get(ref, "")
-        flag = {"before": "--checkpoint"}.get(ref, f"--ut {ref[3:]}=PATH")
+        # BEFORE is the positional CHECKPOINT; each UT has its --ut-KIND option.
+        flag = {"before": "CHECKPOINT"}.get(ref, f"--ut-{ref[3:]}")
         if ref.startswith("inpaint-"):
             flag = "--retrain"  # the class cells' models are shipped or trained, never given
         if not spec:
-            problems.append(f"{flag} (the {_model_words(ref)}; or --retrain to train it)")
+            given = flag if flag.isupper() or flag == "--retrain" else f"{flag} PATH"
+            problems.append(f"{given} (the {_model_words(ref)}; or --retrain to train it)")
             continue
         try:
             path = resolve_checkpoint(spec)

@@ -280,7 +280,7 @@ def _setup_instances(b: _Builder) -> None:
             b.splits["instances"].manifest = str(manifest) if manifest else None
     else:
         b.notes.append(
-            "the instance cell has no UT at paper scale unless --retrain or --ut instances=PATH "
+            "the instance cell has no UT at paper scale unless --retrain or --ut-instances PATH "
             "(a model retrained without the split's forget images)"
         )
 
@@ -290,7 +290,8 @@ def _setup_class(b: _Builder) -> None:
     opts, split = b.opts, f"class-{FORGET_CLASS}"
     b.splits[split] = SplitSpec(split, "class", [FORGET_CLASS], "inpaint")
     if opts.retrain:
-        inpaint = [*CLASS_OVERRIDES, f"data.test_max_side={opts.test_max_side}"]
+        side = "null" if opts.test_max_side is None else opts.test_max_side  # None: full size
+        inpaint = [*CLASS_OVERRIDES, f"data.test_max_side={side}"]
         inpaint += list(opts.train_overrides)
         for name, label, train_split in (
             ("class/before-inpaint", f"BEFORE ({', '.join(CLASS_TASKS)})", None),

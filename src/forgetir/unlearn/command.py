@@ -10,6 +10,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from forgetir.arguments import (
+    CHECKPOINT_FORMS,
+    add_arch,
+    add_checkpoint,
+    add_int,
+    add_list,
+    add_max_side,
+    add_out,
+    add_quiet,
+    add_threads,
+    add_ut,
+    max_side_or_none,
+)
 from forgetir.config import parse_override
 from forgetir.methods import TARGETS
 from forgetir.models.external import register_module_factory
@@ -18,22 +31,17 @@ from forgetir.unlearn.run import run_unlearn, run_unlearn_seeds
 
 # Each command-line option of UnlearnOptions, declared once: its argparse settings (the default
 # comes from the dataclass). unlearn, demo and reproduce take the ones they offer from here
-# with add_options, and options_from_args reads them back.
+# with add_options, and options_from_args reads them back. The options every command shares
+# (seed, threads, quiet, test-photo size, relearning/AIN steps) come from forgetir.arguments.
 _CLI_OPTIONS: dict[str, dict[str, Any]] = {
-    "method": {"help": "unlearning method, see `forgetir methods`"},
+    "method": {"metavar": "NAME", "help": "unlearning method, see `forgetir methods`"},
     "target": {"help": "what forgetting aims at: the paper's collapse, or behave like UT"},
-    "steps": {"type": int, "help": "unlearning steps"},
-    "batch_size": {"type": int, "help": "patches per step"},
-    "patch_size": {"type": int, "help": "side of the training patches"},
+    "steps": {"type": int, "metavar": "N", "help": "unlearning steps"},
+    "batch_size": {"type": int, "metavar": "N", "help": "patches per step"},
+    "patch_size": {"type": int, "metavar": "N", "help": "side of the training patches"},
     "lr": {"type": float, "help": "learning rate (default: the method's)"},
-    "seed": {"type": int, "help": "seed of every random draw"},
-    "threads": {"type": int, "help": "torch CPU threads (default: the cores free right now)"},
-    "retain_budget": {"type": float, "help": "max dB a retained task may lose"},
-    "forget_floor": {"type": float, "help": "stop at this forget PSNR (dB)"},
-    "test_max_side": {"type": int, "help": "longest side of the test photos"},
-    "relearn_steps": {"type": int, "help": "fine-tuning steps of the relearning test"},
-    "ain_max_steps": {"type": int, "help": "most fine-tuning steps of the anamnesis index"},
-    "quiet": {"action": "store_true", "help": "no progress bar or tables"},
+    "retain_budget": {"type": float, "metavar": "DB", "help": "max dB a retained task may lose"},
+    "forget_floor": {"type": float, "metavar": "DB", "help": "stop at this forget PSNR (dB)"},
     "mia_reference": {
         "metavar": "CHECKPOINT",
         "help": "a model that never saw the split's images (e.g. the parent of a memorising "
@@ -41,47 +49,66 @@ _CLI_OPTIONS: dict[str, dict[str, Any]] = {
         "(default: none, uncalibrated)",
     },
 }
+_SHARED_INTS = {
+    "seed": "--seed",
+    "relearn_steps": "--relearn-steps",
+    "ain_max_steps": "--ain-max-steps",
+}
+# Every field add_options knows (options_from_args reads these back from the namespace).
+_FIELDS = (*_CLI_OPTIONS, *_SHARED_INTS, "threads", "quiet", "test_max_side")
 
 
 def add_options(
     parser: argparse.ArgumentParser, names: Sequence[str], **changes: dict[str, Any]
 ) -> None:
     """Add the options ``names`` (fields of :class:`UnlearnOptions`) to ``parser`` as declared
-    in one place; ``changes`` adjusts a command's copy (``steps={"default": None}``)."""
+    in one place; ``changes`` adjusts a command's copy (``steps={"default": None}``; for the
+    shared options ``default``, ``extra`` and ``default_text``)."""
     defaults = {f.name: f.default for f in dataclasses.fields(UnlearnOptions)}
     for name in names:
-        kwargs = {**_CLI_OPTIONS[name], **changes.get(name, {})}
-        if kwargs.get("action") != "store_true":
+        change = changes.get(name, {})
+        default = change.get("default", defaults[name])
+        if name == "threads":
+            add_threads(parser)
+        elif name == "quiet":
+            add_quiet(parser, change.get("extra", "no result tables either"))
+        elif name == "test_max_side":
+            add_max_side(parser, default, dest=name, extra=change.get("extra"))
+        elif name in _SHARED_INTS:
+            text = change.get("default_text")
+            add_int(parser, _SHARED_INTS[name], default, dest=name, default_text=text)
+        else:
+            kwargs = {**_CLI_OPTIONS[name], **change}
             kwargs.setdefault("default", defaults[name])
-        if name == "target":
-            kwargs.setdefault("choices", TARGETS)
-        if kwargs.get("default") is not None and "action" not in kwargs:
-            kwargs["help"] += f" (default: {kwargs['default']})"
-        parser.add_argument(option_name(name), dest=name, **kwargs)
+            if name == "target":
+                kwargs.setdefault("choices", TARGETS)
+            if kwargs.get("default") is not None:
+                kwargs["help"] += f" (default: {kwargs['default']})"
+            parser.add_argument(option_name(name), dest=name, **kwargs)
 
 
 def options_from_args(args: argparse.Namespace, **fixed: Any) -> UnlearnOptions:
     """The :class:`UnlearnOptions` of a parsed command line: the options :func:`add_options`
     added, then ``fixed`` (fields the command sets itself)."""
-    given = {name: getattr(args, name) for name in _CLI_OPTIONS if hasattr(args, name)}
+    given = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
+    if "test_max_side" in given:  # --max-side 0: full size
+        given["test_max_side"] = max_side_or_none(given["test_max_side"])
     return UnlearnOptions(**{**given, **fixed})
 
 
 def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir unlearn``."""
-    parser.add_argument(
-        "checkpoint",
-        nargs="?",
-        help="model to unlearn from: shipped:before (default), a .safetensors with sidecar, "
-        "a published .ckpt with --arch, or fresh:MODEL (a newly initialised registered model; "
-        "the default with --model-module)",
+    add_checkpoint(
+        parser,
+        f"model to unlearn from: {CHECKPOINT_FORMS}; also fresh:MODEL, a newly initialised "
+        "registered model (the default with --model-module) (default: shipped:before)",
     )
-    parser.add_argument("--arch", help="architecture of a published .ckpt (e.g. promptir)")
-    parser.add_argument(
+    add_arch(parser)
+    add_list(
+        parser,
         "--data",
-        action="append",
-        metavar="KEY=VALUE",
-        help="data settings of a fresh model (fresh:MODEL, --model-module), e.g. pool_size=64",
+        "KEY=VALUE",
+        "data settings of a fresh model (fresh:MODEL, --model-module), e.g. pool_size=64",
     )
     parser.add_argument(
         "--model-module",
@@ -89,29 +116,28 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
         help="register your own model: FACTORY() in FILE.py returns the nn.Module "
         "(name FILE.FACTORY; a .pth checkpoint of it then needs no --arch)",
     )
+    add_list(parser, "--forget", "TASK", "degradation types to forget", spill=True)
     parser.add_argument(
-        "--forget", action="append", metavar="TASK", help="degradation type to forget"
+        "--split",
+        metavar="MANIFEST",
+        help="a split manifest from `forgetir split` (not with --forget)",
     )
-    parser.add_argument(
-        "--split", help="a split manifest from `forgetir split` (not with --forget)"
-    )
-    parser.add_argument("--ut", help="UT model for the comparison (default: the shipped one)")
+    add_ut(parser, "the shipped one")
     add_options(
         parser,
         ("method", "target", "steps", "batch_size", "patch_size", "lr", "seed", "threads"),
     )
     add_options(parser, ("retain_budget", "forget_floor", "mia_reference"))
+    add_options(parser, ("test_max_side", "relearn_steps", "ain_max_steps"))
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
-    parser.add_argument(
-        "--seeds", type=int, default=1, help="run N seeds (seed-<s>/ folders) and report mean ± sd"
-    )
+    add_int(parser, "--seeds", 1, extra="seed-<s>/ folders")
     parser.add_argument(
         "--clean-source",
         metavar="deadleaves|FOLDER",
         help="data-free mode: synthesise forget/retain data on these clean images instead of "
         "the checkpoint's training data",
     )
-    parser.add_argument("--out", help="run folder (default: runs/unlearn-<method>-<tasks>)")
+    add_out(parser, "run folder", "runs/unlearn-<method>-<tasks>")
     add_options(parser, ("quiet",))
     parser.add_argument(
         "hparams", nargs="*", metavar="KEY=VALUE", help="method hyperparameters, e.g. w_adv=0.5"
