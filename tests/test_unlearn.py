@@ -39,8 +39,9 @@ def test_unlearn_writes_a_complete_run(parent, tmp_path, tiny_opts, ut_ckpt):
 
 
 def test_retain_budget_rolls_back(parent, tmp_path, tiny_opts):
-    # A budget of -1 dB can never be met: the guard must restore the starting weights.
-    opts = tiny_opts(retain_budget=-1.0, guard_every=1, verify=False, grids=False)
+    # A budget of 0 dB against steps of lr 1 (each weight moves by about 1): never met, so the
+    # guard must restore the starting weights. (A negative budget is refused as meaningless.)
+    opts = tiny_opts(retain_budget=0.0, lr=1.0, guard_every=1, verify=False, grids=False)
     run = run_unlearn(parent, tmp_path / "r", opts, forget=["dehaze"])
     assert run["stopped_early"].startswith("retain budget")
     model = load_model(tmp_path / "r" / "model.safetensors")

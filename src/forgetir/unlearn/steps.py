@@ -127,8 +127,9 @@ def score(inp: Inputs, opts: UnlearnOptions, work: Path) -> Scored:
         if model is not None:
             first[row] = {}
             rows[row] = evaluate_model(
-                model, test_sets, opts.protocol, per_image=True, first_outputs=first[row]
-            )
+                model, test_sets, opts.protocol, per_image=True, first_outputs=first[row],
+                quiet=opts.quiet or None,  # quiet options silence it; else as the scope says
+            )  # fmt: skip
     write_results(work / QUALITY_JSON, rows, opts.protocol, source)
     return Scored(test_sets, source, rows, forget_tasks, retain_tasks, first)
 
