@@ -237,7 +237,8 @@ def _inconsistency(ctx: Context, run: Mapping[str, Any]) -> str | None:
         return "it is not a relearning run record"
     xs, ys = single_images(as_pairs(ctx.forget_pairs, "UT reference check"))
     start = mean(l1_per_image([p.clamp(0, 1) for p in restore(ctx.ut, xs)], ys))
-    if not math.isclose(start, curve[0][2], rel_tol=1e-4, abs_tol=1e-6):
+    # 1e-3: room for another device's arithmetic (a GPU may run convolutions in TF32).
+    if not math.isclose(start, curve[0][2], rel_tol=1e-3, abs_tol=1e-6):
         return f"its start L1 {curve[0][2]:.6g} is not UT's forget L1 now ({start:.6g})"
     return None
 
