@@ -46,6 +46,9 @@ SHARED_HELP: dict[str, str] = {
     "--quiet": "no progress bars or progress lines",
     "--relearn-steps": "fine-tuning steps of the relearning test",
     "--ain-max-steps": "most fine-tuning steps of the anamnesis index (AIN)",
+    "--model-module": "your own model code: FACTORY() in FILE.py returns the nn.Module, "
+    "registered as FILE.FACTORY (a checkpoint saved from it names the file but never runs it: "
+    "loading it needs this option)",
 }
 
 # What the model positional of a command accepts.
@@ -85,6 +88,13 @@ def add_ut(parser: argparse.ArgumentParser, default_text: str) -> None:
     """``--ut CHECKPOINT``: the model retrained without the forget data."""
     parser.add_argument(
         "--ut", metavar="CHECKPOINT", help=_help("--ut", None, default_text=default_text)
+    )
+
+
+def add_model_module(parser: argparse.ArgumentParser, extra: str | None = None) -> None:
+    """``--model-module FILE.py:FACTORY``: the only way forgetir runs the user's model code."""
+    parser.add_argument(
+        "--model-module", metavar="FILE.py:FACTORY", help=_help("--model-module", extra)
     )
 
 

@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from forgetir.arguments import take_spill
+from forgetir.arguments import add_model_module, take_spill
 from forgetir.errors import ForgetirError
 from forgetir.progress import quiet_scope
 
@@ -145,13 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_line, description=help_line)
         getattr(importlib.import_module(module), add_fn)(p)
         if name in _MODULE_COMMANDS:
-            p.add_argument(
-                "--model-module",
-                action="append",
-                metavar="FILE.py:FACTORY",
-                help="register your own model code (repeatable): what a checkpoint saved from "
-                "it needs to load (its sidecar names the file but never runs it)",
-            )
+            add_model_module(p)
     return parser
 
 
@@ -220,8 +214,8 @@ def _run(args: argparse.Namespace, command: Callable[[argparse.Namespace], int |
         if args.command in _MODULE_COMMANDS:
             from forgetir.models.external import register_module_factory
 
-            for spec in args.model_module or []:
-                register_module_factory(spec)
+            if args.model_module:
+                register_module_factory(args.model_module)
         # --quiet silences every progress display of the command, library calls included.
         with quiet_scope(bool(getattr(args, "quiet", False))):
             return int(command(args) or 0)

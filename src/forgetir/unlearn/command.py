@@ -17,6 +17,7 @@ from forgetir.arguments import (
     add_int,
     add_list,
     add_max_side,
+    add_model_module,
     add_out,
     add_quiet,
     add_threads,
@@ -110,12 +111,7 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
         "KEY=VALUE",
         "data settings of a fresh model (fresh:MODEL, --model-module), e.g. pool_size=64",
     )
-    parser.add_argument(
-        "--model-module",
-        metavar="FILE.py:FACTORY",
-        help="register your own model: FACTORY() in FILE.py returns the nn.Module "
-        "(name FILE.FACTORY; a .pth checkpoint of it then needs no --arch)",
-    )
+    add_model_module(parser, "a .pth checkpoint of it then needs no --arch")
     add_list(parser, "--forget", "TASK", "degradation types to forget", spill=True)
     parser.add_argument(
         "--split",
