@@ -389,14 +389,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
-def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--tile N`` and ``--tile-overlap M`` (both default None: see :func:`tiling_options`)."""
+def add_tiling_arguments(parser: argparse.ArgumentParser, default: str = "whole images") -> None:
+    """``--tile N`` and ``--tile-overlap M`` (both default None: see :func:`tiling_options`);
+    ``default`` says what no ``--tile`` means."""
     parser.add_argument(
         "--tile",
         type=int,
         metavar="N",
         help="restore each image in N x N tiles with blended overlaps (N snapped down to the "
-        "model's size multiple): memory bounded by the tile (default: whole images)",
+        f"model's size multiple): memory bounded by the tile (default: {default})",
     )
     parser.add_argument(
         "--tile-overlap",

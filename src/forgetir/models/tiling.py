@@ -1,11 +1,13 @@
 """Tiled inference: restore an image too large for memory tile by tile, overlaps blended.
 
-A full-size PromptIR on a 2048² image needs tens of GiB of activations; run tile by tile, the
-peak is set by the tile instead. :func:`restore_tiled` cuts the (reflect-padded) image into
-``tile`` × ``tile`` windows that overlap by at least ``overlap`` pixels, restores each, and
-blends them with a separable raised-cosine window: across each overlap the two tiles' weights
-run sin² / cos², so they sum to one and no seam is left. Sides of the image with no neighbour
-keep full weight, so one tile covering the whole image gives exactly the untiled output.
+A model's activation memory grows with the image's area, so a large test image can exhaust
+the GPU; run tile by tile, the peak is set by the tile instead (benchmarks/bench_tiling.py
+measures it). :func:`restore_tiled` cuts the (reflect-padded) image into ``tile`` × ``tile``
+windows, spread evenly so that neighbours share at least ``overlap`` pixels, restores each,
+and blends them with a separable raised-cosine window: across an overlap the two tiles'
+weights run sin² / cos², so they sum to one and no seam is left. Sides of the image with no
+neighbour keep full weight, so one tile covering the whole image gives exactly the untiled
+output.
 
 Tile sides are snapped down to the model's size multiple (``model.size_multiple``, 1 for a
 plain module) so that no tile needs its own padding; the image is reflect-padded once to that
@@ -99,16 +101,19 @@ def check_tiling(
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Offsets of the tiles along a side of ``length``: every ``tile - overlap`` pixels, the
-    last one moved back to end at the edge (so its overlap may be wider).
+    """Offsets of the tiles along a side of ``length``: as few tiles as share at least
+    ``overlap`` pixels with each neighbour, spread evenly from edge to edge (so no last tile
+    is left with a lopsided, much wider overlap).
 
     Example:
-        >>> tile_starts(100, 40, 10), tile_starts(30, 40, 10)
-        ([0, 30, 60], [0])
+        >>> tile_starts(100, 40, 10), tile_starts(30, 40, 10), tile_starts(110, 40, 10)
+        ([0, 30, 60], [0], [0, 23, 47, 70])
     """
     if length <= tile:
         return [0]
-    return [*range(0, length - tile, tile - overlap), length - tile]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    # steps of (length - tile) / (n - 1) <= tile - overlap, an integer: rounding keeps it so
+    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
 def _ramp(n: int) -> torch.Tensor:
@@ -120,8 +125,10 @@ def _ramp(n: int) -> torch.Tensor:
 
 def axis_windows(length: int, tile: int, overlap: int) -> list[tuple[int, torch.Tensor]]:
     """``(start, weights)`` of each tile along a side: 1 inside, ramps over each actual overlap
-    with a neighbour, 1 at the image's own edges. Where the ramps of one tile do not meet
-    (``overlap <= tile / 2``), the weights of all tiles sum to exactly 1 (up to rounding).
+    with a neighbour, 1 at the image's own edges. Where the two ramps of a tile do not meet
+    (its overlaps add up to at most ``tile``, as with ``overlap <= tile / 3``), the weights of
+    all tiles sum to 1 (up to rounding); where they meet, their product is the weight, still
+    positive, and :func:`restore_tiled` divides by the sum.
 
     Example:
         >>> [(s, w.shape[0]) for s, w in axis_windows(100, 40, 10)]

@@ -34,6 +34,17 @@ _CLI_OPTIONS: dict[str, dict[str, Any]] = {
     "relearn_steps": {"type": int, "help": "fine-tuning steps of the relearning test"},
     "ain_max_steps": {"type": int, "help": "most fine-tuning steps of the anamnesis index"},
     "quiet": {"action": "store_true", "help": "no progress bar or tables"},
+    "tile": {
+        "type": int,
+        "metavar": "N",
+        "help": "restore the test images in N x N tiles with blended overlaps (memory bounded "
+        "by the tile; default: whole images)",
+    },
+    "tile_overlap": {
+        "type": int,
+        "metavar": "M",
+        "help": "pixels neighbouring tiles share (default: 32, a quarter of a tile below 128)",
+    },
     "mia_reference": {
         "metavar": "CHECKPOINT",
         "help": "a model that never saw the split's images (e.g. the parent of a memorising "
@@ -101,6 +112,7 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
         ("method", "target", "steps", "batch_size", "patch_size", "lr", "seed", "threads"),
     )
     add_options(parser, ("retain_budget", "forget_floor", "mia_reference"))
+    add_options(parser, ("tile", "tile_overlap"))
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
     parser.add_argument(
         "--seeds", type=int, default=1, help="run N seeds (seed-<s>/ folders) and report mean ± sd"
