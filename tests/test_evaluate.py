@@ -144,7 +144,7 @@ def test_tiled_evaluation_with_a_tile_covering_the_images_is_exact(sets):
 
 
 def test_tiling_scope_reaches_restore_and_an_argument_overrides_it(monkeypatch):
-    import forgetir.evaluate as ev
+    import forgetir.inference as ev
 
     seen = []
     real = ev.restore_tiled

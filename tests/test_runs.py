@@ -191,7 +191,7 @@ def test_verify_refuses_a_run_whose_hash_records_were_removed(run_dir, tmp_path)
 
 
 def test_tile_reaches_unlearn_and_verify_and_is_recorded(parent, tmp_path, tiny_opts, monkeypatch):
-    import forgetir.evaluate as ev
+    import forgetir.inference as ev
 
     tiles = []
     real = ev.restore_tiled

@@ -19,10 +19,8 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import contextvars
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,50 +29,18 @@ from torch import nn
 
 from forgetir.atomic import atomic_json
 from forgetir.degradations import TASKS
-from forgetir.errors import InvalidInputError
-from forgetir.metrics import PROTOCOLS, describe_protocol, psnr_ssim
-from forgetir.models.tiling import (
-    DEFAULT_OVERLAP,
-    check_tiling,
-    default_overlap,
-    model_multiple,
-    restore_tiled,
+from forgetir.inference import (
+    PRECISIONS,
+    add_tiling_arguments,
+    autocast_dtype,
+    forward,
+    tiling_options,
 )
+from forgetir.metrics import PROTOCOLS, describe_protocol, psnr_ssim
 from forgetir.progress import Progress, is_quiet
 
 Metrics = dict[str, Any]  # {"psnr": float, "ssim": float, "n": int}
 INPUT_ROW = "input"
-
-# (tile, overlap) of every whole-image restoration in the block (None: whole images). A scope,
-# so that a command's --tile reaches the checks that restore images deep inside verification.
-_TILING: contextvars.ContextVar[tuple[int | None, int]] = contextvars.ContextVar(
-    "forgetir_tiling", default=(None, DEFAULT_OVERLAP)
-)
-
-
-@contextlib.contextmanager
-def tiling_scope(tile: int | None, overlap: int = DEFAULT_OVERLAP) -> Iterator[None]:
-    """Within the block, :func:`restore` (and so :func:`evaluate_model` and every check that
-    restores test images) runs ``tile`` × ``tile`` tiles overlapping by ``overlap`` pixels
-    (:func:`forgetir.models.tiling.restore_tiled`); ``tile=None``: whole images.
-
-    Example:
-        >>> with tiling_scope(64, 16):
-        ...     restore(torch.nn.Identity(), [torch.zeros(1, 3, 100, 100)])[0].shape
-        torch.Size([1, 3, 100, 100])
-    """
-    if tile is not None:
-        check_tiling(tile, overlap)
-    token = _TILING.set((tile, overlap))
-    try:
-        yield
-    finally:
-        _TILING.reset(token)
-
-
-def current_tiling() -> tuple[int | None, int]:
-    """``(tile, overlap)`` of the enclosing :func:`tiling_scope` (``(None, 32)`` outside one)."""
-    return _TILING.get()
 
 
 def _device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
@@ -109,14 +75,18 @@ def restore(
     on_batch: Callable[[int], None] | None = None,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    precision: str | None = None,
 ) -> list[torch.Tensor]:
-    """Run ``model`` on (1,C,H,W) ``images``, batching equal sizes; outputs on the CPU, in order.
+    """Run ``model`` on (1,C,H,W) ``images``, batching equal sizes; float32 outputs on the CPU,
+    in order.
 
     The model is put in eval mode for the call and its previous mode restored. ``on_batch``
     is called with the number of images of each batch done (for progress displays).
     ``tile``/``tile_overlap``: restore ``tile`` × ``tile`` tiles with blended overlaps
-    (:func:`~forgetir.models.tiling.restore_tiled`); None: as the enclosing
-    :func:`tiling_scope` says (whole images outside one).
+    (:func:`~forgetir.models.tiling.restore_tiled`); ``precision``: ``auto``, ``fp32`` or
+    ``bf16`` autocast of the model's forward. None: as the enclosing
+    :func:`~forgetir.inference.tiling_scope` / :func:`~forgetir.inference.precision_scope`
+    say (whole images in fp32 outside them).
 
     Example:
         >>> out = restore(torch.nn.Identity(), [torch.zeros(1, 3, 8, 8)] * 3)
@@ -124,16 +94,13 @@ def restore(
         (3, torch.Size([1, 3, 8, 8]))
     """
     dev = _device(device, model)
-    scoped_tile, scoped_overlap = current_tiling()
-    tile = scoped_tile if tile is None else tile
-    overlap = scoped_overlap if tile_overlap is None else tile_overlap
     was_training = model.training
     model.eval()
     outputs: list[torch.Tensor | None] = [None] * len(images)
     try:
         for idx in _groups(images, batch_size):
             x = torch.cat([images[i] for i in idx]).to(dev)
-            y = (model(x) if tile is None else restore_tiled(model, x, tile, overlap)).float().cpu()
+            y = forward(model, x, tile, tile_overlap, precision).cpu()
             for k, i in enumerate(idx):
                 outputs[i] = y[k : k + 1]
             if on_batch is not None:
@@ -194,6 +161,7 @@ def evaluate_model(
     first_outputs: dict[str, torch.Tensor] | None = None,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    precision: str | None = None,
 ) -> dict[str, Metrics]:
     """``{task: {"psnr", "ssim", "n"}}`` of ``model`` on each :class:`TestSet`, averaged per image.
 
@@ -202,8 +170,8 @@ def evaluate_model(
     ``{name: {"psnr", "ssim"}}``. Progress (images restored, ``label``) shows after 2 s
     unless ``quiet`` (None: as :func:`forgetir.progress.quiet_scope` says). ``first_outputs``
     (a dict) receives each task's output for its first image (for an image grid, which then
-    need not restore it again). ``tile``/``tile_overlap``: tiled inference, as in
-    :func:`restore` (None: as the enclosing :func:`tiling_scope` says).
+    need not restore it again). ``tile``/``tile_overlap``/``precision``: tiled inference and
+    autocast, as in :func:`restore` (None: as the enclosing scopes say). Metrics are fp32.
 
     Example:
         >>> from forgetir.data.testsets import build_test_sets
@@ -223,7 +191,9 @@ def evaluate_model(
             bar.update(done, task)
 
         for task, ts in test_sets.items():
-            preds = restore(model, ts.degraded, device, batch_size, advance, tile, tile_overlap)
+            preds = restore(
+                model, ts.degraded, device, batch_size, advance, tile, tile_overlap, precision
+            )
             if first_outputs is not None and preds:
                 first_outputs[task] = preds[0]
             out[task] = score_images(
@@ -385,49 +355,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--batch-size", type=int, default=8, dest="batch_size")
     add_tiling_arguments(parser)
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="autocast of the model's forward (auto: bf16 on a GPU that has it); metrics are "
+        "fp32 (default: fp32)",
+    )
     parser.add_argument("--out", help="also write the rows as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
-
-
-def add_tiling_arguments(parser: argparse.ArgumentParser, default: str = "whole images") -> None:
-    """``--tile N`` and ``--tile-overlap M`` (both default None: see :func:`tiling_options`);
-    ``default`` says what no ``--tile`` means."""
-    parser.add_argument(
-        "--tile",
-        type=int,
-        metavar="N",
-        help="restore each image in N x N tiles with blended overlaps (N snapped down to the "
-        f"model's size multiple): memory bounded by the tile (default: {default})",
-    )
-    parser.add_argument(
-        "--tile-overlap",
-        type=int,
-        metavar="M",
-        dest="tile_overlap",
-        help=f"pixels neighbouring tiles share (default: {DEFAULT_OVERLAP}, a quarter of a "
-        "tile below 128)",
-    )
-
-
-def tiling_options(
-    tile: int | None, overlap: int | None, models: Sequence[nn.Module] = ()
-) -> tuple[int | None, int]:
-    """``(tile, overlap)`` of ``--tile``/``--tile-overlap``, checked against ``models``' size
-    multiples (an :class:`~forgetir.errors.InvalidInputError` naming the option); an
-    overlap without a tile is refused.
-
-    Example:
-        >>> tiling_options(256, None), tiling_options(None, None)
-        ((256, 32), (None, 32))
-    """
-    if tile is None:
-        if overlap is not None:
-            raise InvalidInputError(f"--tile-overlap={overlap} needs --tile N (tiled inference)")
-        return None, DEFAULT_OVERLAP
-    if overlap is None:
-        overlap = default_overlap(tile) if isinstance(tile, int) else DEFAULT_OVERLAP
-    check_tiling(tile, overlap, max([1, *(model_multiple(m) for m in models)]))
-    return tile, overlap
 
 
 def _row_names(paths: Sequence[str]) -> list[str]:
@@ -470,14 +406,19 @@ def eval_command(args: argparse.Namespace) -> int:
     }
     for name, path in zip(_row_names(args.checkpoints), paths, strict=True):
         model = load_model(path, arch=args.arch, map_location=device)
-        tiling_options(tile, overlap, [model])  # the tile fits this model's size multiple
+        if tile is not None:
+            tiling_options(tile, overlap, [model])  # the tile fits this model's size multiple
         rows[name] = evaluate_model(
             model, sets, args.protocol, device, args.batch_size, label=f"evaluate {name}",
-            tile=tile, tile_overlap=overlap,
+            tile=tile, tile_overlap=overlap, precision=args.precision,
         )  # fmt: skip
         del model
     source = describe_test_sets(sets)
     print(format_table(rows, args.protocol, source))
+    amp = autocast_dtype(args.precision, device)
+    if amp is not None:
+        print(f"Model forwards in {str(amp).removeprefix('torch.')} autocast (--precision "
+              f"{args.precision}); metrics in fp32.")  # fmt: skip
     if tile is not None:
         print(f"Restored in {tile}x{tile} tiles (snapped to the model's size multiple), "
               f"{overlap}-pixel overlaps blended.")  # fmt: skip
@@ -488,5 +429,7 @@ def eval_command(args: argparse.Namespace) -> int:
         }
         if tile is not None:
             extra["tiling"] = {"tile": tile, "overlap": overlap}
+        if amp is not None:
+            extra["precision"] = str(amp).removeprefix("torch.")
         print(f"wrote {write_results(args.out, rows, args.protocol, source, extra)}")
     return 0

@@ -44,14 +44,8 @@ from forgetir.checks.relearning import relearn
 from forgetir.checks.verdict import verdict_for
 from forgetir.data.splits import build_split_datasets, load_manifest
 from forgetir.errors import InputFileError, InvalidInputError
-from forgetir.evaluate import (
-    INPUT_ROW,
-    add_tiling_arguments,
-    evaluate_degraded_input,
-    evaluate_model,
-    tiling_options,
-    tiling_scope,
-)
+from forgetir.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
+from forgetir.inference import add_tiling_arguments, tiling_options, tiling_scope
 from forgetir.metrics import describe_protocol
 from forgetir.options import options_from_dict
 from forgetir.provenance import utc_now

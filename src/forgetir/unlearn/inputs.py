@@ -26,8 +26,8 @@ from forgetir.data.splits import (
 )
 from forgetir.data.testsets import TEST_SOURCES
 from forgetir.errors import InvalidInputError, RunExistsError
-from forgetir.evaluate import tiling_options
 from forgetir.fresh import prepare_checkpoint
+from forgetir.inference import tiling_options
 from forgetir.methods import get_method
 from forgetir.metrics import PROTOCOLS
 from forgetir.options import UnlearnOptions, option_name

@@ -21,11 +21,10 @@ from forgetir.evaluate import (
     evaluate_degraded_input,
     evaluate_model,
     format_table,
-    tiling_options,
-    tiling_scope,
     write_results,
 )
 from forgetir.figures import write_model_grid
+from forgetir.inference import tiling_options, tiling_scope
 from forgetir.methods import create_method
 from forgetir.models.moceir import expert_usage
 from forgetir.options import UnlearnOptions
