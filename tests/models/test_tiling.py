@@ -144,7 +144,7 @@ def test_blended_overlaps_leave_no_seam():
     soft = restore_tiled(TileMean(), x, 32, 16)
     jump = lambda y: float((y[..., 1:] - y[..., :-1]).abs().max())  # noqa: E731
     assert jump(hard) > 0.3  # tile means 1/3 apart meet in one step
-    assert jump(soft) < 0.05
+    assert jump(soft) < 0.025  # measured 0.017; the input ramp itself steps 0.011
 
 
 def test_local_model_tiled_is_within_0_01_db_of_untiled():
