@@ -26,6 +26,7 @@ from forgetir.evaluate import (
     write_results,
 )
 from forgetir.figures import write_model_grid
+from forgetir.inference import tiling_options, tiling_scope
 from forgetir.methods import create_method
 from forgetir.models.moceir import expert_usage
 from forgetir.options import UnlearnOptions
@@ -295,8 +296,11 @@ def unlearn_into(
     """The run of :func:`~forgetir.unlearn.run_unlearn`, written into ``work``; paths recorded
     name ``out``."""
     inp = load_inputs(checkpoint, ut, work, opts, forget, split, arch, data)
-    trained = train_method(inp, opts, work)
-    scored = score(inp, opts, work)
-    run, mia_path = save_and_record(inp, trained, scored, opts, work, out, command)
-    run = verify_and_finish(inp, trained, scored, run, mia_path, opts, work, arch)
+    models = [m for m in (inp.before, inp.ut_model) if m is not None]
+    # --tile reaches every whole-image restoration of the run: guard, scores, checks, grids.
+    with tiling_scope(*tiling_options(opts.tile, opts.tile_overlap, models)):
+        trained = train_method(inp, opts, work)
+        scored = score(inp, opts, work)
+        run, mia_path = save_and_record(inp, trained, scored, opts, work, out, command)
+        run = verify_and_finish(inp, trained, scored, run, mia_path, opts, work, arch)
     return run.to_json()
