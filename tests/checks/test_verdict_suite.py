@@ -30,7 +30,8 @@ FORGET, UT_SPEC = "dehaze", "shipped:ut-dehaze"
 
 
 class Oracle(UnlearningMethod):
-    """Test-only (registered while the suite runs): sets the model to ``Oracle.state`` and then changes nothing (zero loss)."""
+    """Test-only (registered while the suite runs): sets the model to ``Oracle.state``, then
+    changes nothing (zero loss)."""
 
     name = "test-oracle"
     summary = "test only: the unlearned model is a given state"
