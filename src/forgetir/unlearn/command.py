@@ -24,6 +24,7 @@ from forgetir.arguments import (
     max_side_or_none,
 )
 from forgetir.config import parse_override
+from forgetir.inference import add_tiling_arguments
 from forgetir.methods import TARGETS
 from forgetir.models.external import register_module_factory
 from forgetir.options import UnlearnOptions, option_name
@@ -42,17 +43,6 @@ _CLI_OPTIONS: dict[str, dict[str, Any]] = {
     "lr": {"type": float, "help": "learning rate (default: the method's)"},
     "retain_budget": {"type": float, "metavar": "DB", "help": "max dB a retained task may lose"},
     "forget_floor": {"type": float, "metavar": "DB", "help": "stop at this forget PSNR (dB)"},
-    "tile": {
-        "type": int,
-        "metavar": "N",
-        "help": "restore the test images in N x N tiles with blended overlaps (memory bounded "
-        "by the tile; default: whole images)",
-    },
-    "tile_overlap": {
-        "type": int,
-        "metavar": "M",
-        "help": "pixels neighbouring tiles share (default: 32, a quarter of a tile below 128)",
-    },
     "mia_reference": {
         "metavar": "CHECKPOINT",
         "help": "a model that never saw the split's images (e.g. the parent of a memorising "
@@ -71,7 +61,15 @@ _SHARED_INTS = {
     "ain_max_steps": "--ain-max-steps",
 }
 # Every field add_options knows (options_from_args reads these back from the namespace).
-_FIELDS = (*_CLI_OPTIONS, *_SHARED_INTS, "threads", "quiet", "test_max_side")
+_FIELDS = (
+    *_CLI_OPTIONS,
+    *_SHARED_INTS,
+    "threads",
+    "quiet",
+    "test_max_side",
+    "tile",
+    "tile_overlap",
+)
 
 
 def add_options(
@@ -150,7 +148,7 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     add_options(parser, ("retain_budget", "forget_floor", "mia_reference"))
     add_options(parser, ("test_max_side", "relearn_steps", "ain_max_steps"))
-    add_options(parser, ("tile", "tile_overlap"))
+    add_tiling_arguments(parser)  # the same two options as eval's and verify's
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
     add_int(parser, "--seeds", 1, extra="seed-<s>/ folders")
     parser.add_argument(
