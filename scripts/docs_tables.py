@@ -64,6 +64,7 @@ _BUDGET = ("--tuning", "--types", "denoise", "--methods", "proxy-retrain (ours)"
 _BUDGET += ("finetune control",)
 
 BLOCKS: tuple[Block, ...] = (
+    Block("bench-verdicts", "bench_verdicts.py", "bench_verdicts.jsonl"),
     Block("bench-forgetting-promptir", "bench_forgetting.py", "bench_forgetting.jsonl"),
     Block(
         "bench-forgetting-adair",

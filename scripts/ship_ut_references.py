@@ -2,11 +2,13 @@
 
 Usage:
     python scripts/ship_ut_references.py [dehaze] [derain] [denoise] [--threads 1]
-        [--from-cache ~/.cache/forgetir/ut-reference]
+        [--patch-sizes 64 32] [--from-cache ~/.cache/forgetir/ut-reference]
 
 For each forgotten task family it builds exactly what ``forgetir unlearn shipped:before
 --forget TASK`` with default options verifies against (the split, the 4 relearning patches, the
-forget-test photos), fine-tunes a copy of the shipped UT for the relearning test and the
+forget-test images) at each patch size (64: the default and the seed paper's method; 32: the
+recommended schedule of proxy-retrain and proxy-retrain-guarded, so the demo's two runs both
+find UT's curves), fine-tunes a copy of the shipped UT for the relearning test and the
 anamnesis index, and stores both curves under the key of :mod:`forgetir.checks.reference`.
 A run whose UT, BEFORE, data or settings differ does not match the key and recomputes.
 """
@@ -85,12 +87,15 @@ def main() -> None:
         help="take entries with the very same keys from this UT reference cache folder "
         "(e.g. ~/.cache/forgetir/ut-reference) instead of recomputing them",
     )
+    parser.add_argument("--patch-sizes", type=int, nargs="+", default=[64, 32])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    opts = UnlearnOptions()
     for task in args.tasks:
         t0 = time.time()
-        ref = references_for(task, opts, args.from_cache)
+        entries: dict = {}
+        for patch in args.patch_sizes:
+            ref = references_for(task, UnlearnOptions(patch_size=patch), args.from_cache)
+            entries.update(ref["entries"])
         name = ref["path"].name.removesuffix(".safetensors")
         out = WEIGHTS_DIR / f"{name}{reference.SUFFIX}"
         atomic_json(
@@ -101,7 +106,8 @@ def main() -> None:
                     "version": reference.VERSION,
                     "ut": ref["ut"],
                     "ut_file_sha256": sha256_file(ref["path"]),
-                    "made_by": f"python scripts/ship_ut_references.py {task}"
+                    "made_by": f"python scripts/ship_ut_references.py {task} --patch-sizes "
+                    + " ".join(map(str, args.patch_sizes))
                     + (
                         " --from-cache (entries computed by forgetir verify)"
                         if args.from_cache
@@ -109,7 +115,7 @@ def main() -> None:
                     ),
                     "created": utc_now(),
                     "software": software_versions(),
-                    "entries": ref["entries"],
+                    "entries": entries,
                 }
             ),
             allow_nan=False,

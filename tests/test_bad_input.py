@@ -36,6 +36,7 @@ from forgetir.models import create_model
 TINY_TRAIN = ["train.steps=1", "train.batch_size=2", "data.pool_size=2", "data.image_size=32"]
 TINY_TRAIN += ["data.patch_size=32", "data.test_max_side=32", "optim.warmup_steps=0"]
 TINY_UNLEARN = ["--steps", "1", "--batch-size", "2", "--patch-size", "32", "--no-verify"]
+TINY_UNLEARN += ["--method", "accurate-forgetting"]  # its hyperparameters are the cases below
 TINY_UNLEARN += ["--quiet"]
 FAST_EVAL = ["--max-side", "32", "--tasks", "denoise_25"]
 

@@ -48,10 +48,12 @@ DEFAULT_EXCEPTIONS = {
 # Options that share a name across commands but whose help is the command's own (they keep one
 # type and metavar; the rule below checks that).
 # (--batch-size: eval's is images per forward pass, an unlearning run's patches per step.)
-OWN_HELP = {"--out", "--root", "--forget", "--tasks", "--batch-size", "--test-set"}
+# (--method: demo runs several methods side by side, unlearn one.)
+OWN_HELP = {"--out", "--root", "--forget", "--tasks", "--batch-size", "--test-set", "--method"}
 # Same name, another kind of value on purpose: demo forgets exactly one type (a choice); split
-# forgets tasks, classes or images by the kind --by names (metavar NAME, not TASK).
-KIND_EXCEPTIONS = {("demo", "--forget"), ("split", "--forget")}
+# forgets tasks, classes or images by the kind --by names (metavar NAME, not TASK); demo runs a
+# list of methods side by side where unlearn runs one.
+KIND_EXCEPTIONS = {("demo", "--forget"), ("split", "--forget"), ("demo", "--method")}
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

@@ -132,3 +132,55 @@ def test_eval_command_prints_table_with_input_row(tmp_path, capsys):
     assert data["checkpoints"]["before"] == str(ckpt)
     with pytest.raises(SystemExit):
         parser.parse_args([str(ckpt), "--protocol", "fid"])
+
+
+def test_tiled_evaluation_with_a_tile_covering_the_images_is_exact(sets):
+    torch.manual_seed(0)
+    net = create_model("promptir-tiny").eval()
+    whole = evaluate_model(net, sets, per_image=True)
+    assert evaluate_model(net, sets, per_image=True, tile=32, tile_overlap=8) == whole
+    tiled = evaluate_model(net, sets, per_image=True, tile=16, tile_overlap=8)
+    assert tiled != whole  # 32x32 photos in 16x16 tiles: really tiled
+
+
+def test_tiling_scope_reaches_restore_and_an_argument_overrides_it(monkeypatch):
+    import forgetir.inference as ev
+
+    seen = []
+    real = ev.restore_tiled
+    monkeypatch.setattr(
+        ev, "restore_tiled", lambda m, x, t, o: seen.append((t, o)) or real(m, x, t, o)
+    )
+    images = [torch.rand(1, 3, 40, 24)]
+    with ev.tiling_scope(16, 4):
+        assert torch.allclose(restore(nn.Identity(), images)[0], images[0], atol=1e-6)
+        restore(nn.Identity(), images, tile=24, tile_overlap=8)
+    restore(nn.Identity(), images)  # outside the scope: whole images
+    assert seen == [(16, 4), (24, 8)]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--tile", "4"], "--tile=4 is out of range; valid: >= 8 (the model's size multiple)"),
+        (["--tile", "32", "--tile-overlap", "32"], "--tile-overlap=32 must be smaller than"),
+        (["--tile-overlap", "8"], "--tile-overlap=8 needs --tile N"),
+        (["--tile", "64", "--tile-overlap", "-1"], "--tile-overlap=-1 is out of range"),
+    ],
+)
+def test_eval_command_refuses_bad_tiling_naming_the_option(options, message, capsys):
+    from forgetir.cli import main
+
+    args = ["eval", "shipped:before", "--tasks", "denoise_25", "--max-side", "32", "--quiet"]
+    assert main([*args, *options]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_eval_command_tiles_and_records_it(tmp_path, capsys):
+    from forgetir.cli import main
+
+    out = tmp_path / "r.json"
+    args = ["eval", "shipped:before", "--tasks", "denoise_25", "--max-side", "32", "--quiet"]
+    assert main([*args, "--tile", "16", "--out", str(out)]) == 0
+    assert "Restored in 16x16 tiles" in capsys.readouterr().out
+    assert json.loads(out.read_text())["tiling"] == {"tile": 16, "overlap": 4}

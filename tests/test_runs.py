@@ -190,3 +190,24 @@ def test_verify_refuses_a_run_whose_hash_records_were_removed(run_dir, tmp_path)
     (run / "run.json").write_text(json.dumps(data))
     with pytest.raises(IntegrityError, match="records no SHA-256 for model"):
         verify_folder(run)
+
+
+def test_tile_reaches_unlearn_and_verify_and_is_recorded(parent, tmp_path, tiny_opts, monkeypatch):
+    import forgetir.inference as ev
+
+    tiles = []
+    real = ev.restore_tiled
+    monkeypatch.setattr(
+        ev, "restore_tiled", lambda m, x, t, o: tiles.append((t, o)) or real(m, x, t, o)
+    )
+    out = tmp_path / "tiled"
+    run = run_unlearn(parent, out, tiny_opts(grids=False, tile=16), forget=["dehaze"], ut=parent)
+    assert run["options"]["tile"] == 16 and set(tiles) == {(16, 4)}  # 32-px test images
+    tiles.clear()
+    verify_folder(out, tile=24, tile_overlap=8, relearn_steps=1, ain_max_steps=1)
+    assert set(tiles) == {(24, 8)}  # the checks restore their images in tiles too
+    recorded = json.loads((out / "run.json").read_text())["options"]
+    assert (recorded["tile"], recorded["tile_overlap"]) == (24, 8)
+    with pytest.raises(ValueError, match="--tile=4 is out of range; valid: >= 8"):
+        verify_folder(out, tile=4)
+    assert main(["verify", str(out), "--tile-overlap", "30"]) == 2  # >= the recorded --tile 24

@@ -125,3 +125,20 @@ def test_a_shipped_parent_lends_its_pool_hashes_and_they_are_the_pixels():
     )
     clean, _ = parent_sources(parent_data_config(meta), path, forged)
     assert clean._hashes == {}
+
+
+def test_unlearn_without_method_uses_the_recommended_one_and_its_schedule(parent, tmp_path, capsys):
+    from forgetir.cli import main
+    from forgetir.methods import get_method
+
+    out = tmp_path / "default"
+    argv = ["unlearn", str(parent), "--forget", "denoise", "--steps", "1", "--batch-size", "2"]
+    assert main([*argv, "--no-verify", "--max-side", "32", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "no --method given: using proxy-retrain (" in printed
+    run = json.loads((out / "run.json").read_text())
+    assert run["method"] == "proxy-retrain"
+    # Given options win; the others come from the method's recommended schedule.
+    plan = get_method("proxy-retrain").recommended_schedule
+    assert run["options"]["steps"] == 1 and run["options"]["batch_size"] == 2
+    assert run["options"]["patch_size"] == plan["patch_size"]

@@ -1,9 +1,12 @@
 """``forgetir demo``: the main job on the embedded default, in a few minutes on 2 CPU cores.
 
-It takes the shipped tiny all-in-one model (``shipped:before``), forgets one degradation type
-(dehaze by default) with the seed paper's method, evaluates BEFORE / unlearned / UT (the shipped
-model retrained without that task) on the shipped photos, runs the verification (gaps, output
-gap, relearning, anamnesis index, cost) and writes the report. Nothing is downloaded.
+It takes the shipped tiny all-in-one model (``shipped:before``) and forgets one degradation type
+(dehaze by default) twice, side by side: with the seed paper's method and with the method
+recommended for that request (:mod:`forgetir.methods.recommend`). BEFORE and UT (the shipped
+model retrained without that task) are evaluated once for both, on the shipped photos and
+held-out dead leaves; each run is verified (paired verdict, output gap, relearning, anamnesis
+index, cost) and gets its report. One table with a verdict per method closes it. Nothing is
+downloaded.
 
 Example:
     $ forgetir demo --forget derain --out runs/demo-derain
@@ -12,10 +15,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from forgetir.arguments import add_out
+from forgetir.arguments import add_list, add_out
 from forgetir.unlearn import add_options, options_from_args, run_unlearn
 
 DEMO_FORGET = ("dehaze", "derain", "denoise")
@@ -29,16 +35,24 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TASK",
         help=f"the degradation type to forget: {', '.join(DEMO_FORGET)} (default: dehaze)",
     )
+    add_list(
+        parser,
+        "--method",
+        "NAME",
+        "unlearning methods to run side by side, see `forgetir methods`",
+        dest="methods",
+        default_text="the seed paper's accurate-forgetting and the method recommended for --forget",
+    )
     add_options(
         parser,
-        ("method", "target", "steps", "relearn_steps", "ain_max_steps", "test_max_side"),
+        ("target", "steps", "relearn_steps", "ain_max_steps", "test_max_side"),
         steps={
             "default": None,
-            "help": "unlearning steps (default: the method's recommended steps, else 60)",
+            "help": "unlearning steps (default: each method's recommended steps, else 60)",
         },
         test_max_side={"extra": "smaller is faster"},
     )
-    add_out(parser, "run folder", "runs/demo, runs/demo-2, ...")
+    add_out(parser, "folder of the runs", "runs/demo, runs/demo-2, ...")
     add_options(parser, ("threads", "quiet"))
 
 
@@ -51,35 +65,85 @@ def _fresh(base: Path) -> Path:
     return Path(f"{base}-{i}")
 
 
+def demo_methods(forget: str, given: Sequence[str] | None) -> list[tuple[str, str]]:
+    """(method, why) of each run: the given methods, else the seed paper's and the
+    recommended one.
+
+    Example:
+        >>> [m for m, _ in demo_methods("dehaze", None)]
+        ['accurate-forgetting', 'proxy-retrain-guarded']
+    """
+    from forgetir.methods import get_method
+    from forgetir.methods.recommend import PAPER_METHOD, recommended_method
+
+    if given:
+        for name in given:
+            get_method(name)  # an unknown name fails now, listing the valid ones
+        return [(name, "given with --method") for name in dict.fromkeys(given)]
+    best, why = recommended_method([forget])
+    runs = [(PAPER_METHOD, "the seed paper's method")]
+    return runs + ([(best, f"recommended: {why}")] if best != PAPER_METHOD else [])
+
+
 def demo_command(args: argparse.Namespace) -> int:
     import torch
 
+    from forgetir.methods import get_method
     from forgetir.report import write_report
 
-    out = Path(args.out) if args.out else _fresh(Path("runs") / "demo")
+    base = Path(args.out) if args.out else _fresh(Path("runs") / "demo")
+    methods = demo_methods(args.forget, args.methods)
     t0 = time.time()
     print(
         f"forgetir demo: forgetting {args.forget} from the shipped promptir-tiny with "
-        f"{args.method} (target: {args.target}); writing {out} "
+        f"{', '.join(m for m, _ in methods)}; writing {base} "
         f"(torch threads: {torch.get_num_threads()})"
     )
-    from forgetir.methods import get_method
-
-    # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
-    plan = get_method(args.method).recommended_schedule
-    steps = args.steps if args.steps is not None else int(plan.get("steps", 60))
-    patch = int(plan.get("patch_size", 64)) if "steps" in plan else 64
-    opts = options_from_args(args, steps=steps, patch_size=patch)
-    run_unlearn(
-        "shipped:before",
-        out,
-        opts,
-        forget=[args.forget],
-        command=f"forgetir demo --forget {args.forget} --method {args.method} "
-        f"--target {args.target} --steps {steps} --max-side {args.test_max_side} "
-        f"--relearn-steps {args.relearn_steps} --ain-max-steps {args.ain_max_steps}",
-    )
-    paths = write_report(out)
-    print(f"done in {time.time() - t0:.0f} s. Report: {Path(paths['html']).resolve()}")
-    print(f"  also {paths['md']} and {paths['json']}")
+    runs: dict[str, Path] = {}
+    for method, why in methods:
+        print(f"\n== {method} ({why})")
+        # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
+        plan = get_method(method).recommended_schedule
+        steps = args.steps if args.steps is not None else int(plan.get("steps", 60))
+        patch = int(plan.get("patch_size", 64)) if "steps" in plan else 64
+        opts = options_from_args(args, method=method, steps=steps, patch_size=patch)
+        out = base / method
+        run_unlearn(
+            "shipped:before",
+            out,
+            opts,
+            forget=[args.forget],
+            command=f"forgetir unlearn shipped:before --forget {args.forget} --method {method} "
+            f"--target {args.target} --steps {steps} --patch-size {patch} --max-side "
+            f"{args.test_max_side} --relearn-steps {args.relearn_steps} --ain-max-steps "
+            f"{args.ain_max_steps}",
+        )
+        write_report(out)
+        runs[method] = out
+    print("\n" + side_by_side(runs, args.forget))
+    print(f"done in {time.time() - t0:.0f} s. Reports:")
+    for method, out in runs.items():
+        print(f"  {method}: {(out / 'report.html').resolve()}")
     return 0
+
+
+def side_by_side(runs: dict[str, Path], forget: str) -> str:
+    """One table of the runs' quality rows (input, BEFORE, UT once; one row per method) and a
+    verdict line per method, with the protocol and test data they rest on."""
+    from forgetir.evaluate import format_table
+
+    rows: dict[str, Any] = {}
+    verdicts: list[str] = []
+    source = protocol = ""
+    for method, out in runs.items():
+        quality = json.loads((out / "quality.json").read_text())
+        protocol, source = quality.get("protocol", ""), quality.get("test_set", "")
+        got = quality["rows"]
+        for label in ("input", "BEFORE", "UT"):
+            if label in got:
+                rows.setdefault(label, got[label])
+        rows[method] = got["unlearned"]
+        verdict = json.loads((out / "verify.json").read_text()).get("verdict") or {}
+        verdicts.append(f"{method}: {verdict.get('line', 'no verdict (verification skipped)')}")
+    table = format_table(rows, protocol, source)
+    return f"Forgetting {forget}, side by side:\n{table}\n" + "\n".join(verdicts)

@@ -29,6 +29,13 @@ from torch import nn
 
 from forgetir.atomic import atomic_json
 from forgetir.degradations import TASKS
+from forgetir.inference import (
+    PRECISIONS,
+    add_tiling_arguments,
+    autocast_dtype,
+    forward,
+    tiling_options,
+)
 from forgetir.metrics import PROTOCOLS, describe_protocol, psnr_ssim
 from forgetir.progress import Progress, is_quiet
 
@@ -66,11 +73,20 @@ def restore(
     device: str | torch.device | None = None,
     batch_size: int = 8,
     on_batch: Callable[[int], None] | None = None,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    precision: str | None = None,
 ) -> list[torch.Tensor]:
-    """Run ``model`` on (1,C,H,W) ``images``, batching equal sizes; outputs on the CPU, in order.
+    """Run ``model`` on (1,C,H,W) ``images``, batching equal sizes; float32 outputs on the CPU,
+    in order.
 
     The model is put in eval mode for the call and its previous mode restored. ``on_batch``
     is called with the number of images of each batch done (for progress displays).
+    ``tile``/``tile_overlap``: restore ``tile`` × ``tile`` tiles with blended overlaps
+    (:func:`~forgetir.models.tiling.restore_tiled`); ``precision``: ``auto``, ``fp32`` or
+    ``bf16`` autocast of the model's forward. None: as the enclosing
+    :func:`~forgetir.inference.tiling_scope` / :func:`~forgetir.inference.precision_scope`
+    say (whole images in fp32 outside them).
 
     Example:
         >>> out = restore(torch.nn.Identity(), [torch.zeros(1, 3, 8, 8)] * 3)
@@ -84,7 +100,7 @@ def restore(
     try:
         for idx in _groups(images, batch_size):
             x = torch.cat([images[i] for i in idx]).to(dev)
-            y = model(x).float().cpu()
+            y = forward(model, x, tile, tile_overlap, precision).cpu()
             for k, i in enumerate(idx):
                 outputs[i] = y[k : k + 1]
             if on_batch is not None:
@@ -143,6 +159,9 @@ def evaluate_model(
     quiet: bool | None = None,
     label: str = "evaluate",
     first_outputs: dict[str, torch.Tensor] | None = None,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    precision: str | None = None,
 ) -> dict[str, Metrics]:
     """``{task: {"psnr", "ssim", "n"}}`` of ``model`` on each :class:`TestSet`, averaged per image.
 
@@ -151,7 +170,8 @@ def evaluate_model(
     ``{name: {"psnr", "ssim"}}``. Progress (images restored, ``label``) shows after 2 s
     unless ``quiet`` (None: as :func:`forgetir.progress.quiet_scope` says). ``first_outputs``
     (a dict) receives each task's output for its first image (for an image grid, which then
-    need not restore it again).
+    need not restore it again). ``tile``/``tile_overlap``/``precision``: tiled inference and
+    autocast, as in :func:`restore` (None: as the enclosing scopes say). Metrics are fp32.
 
     Example:
         >>> from forgetir.data.testsets import build_test_sets
@@ -171,7 +191,9 @@ def evaluate_model(
             bar.update(done, task)
 
         for task, ts in test_sets.items():
-            preds = restore(model, ts.degraded, device, batch_size, on_batch=advance)
+            preds = restore(
+                model, ts.degraded, device, batch_size, advance, tile, tile_overlap, precision
+            )
             if first_outputs is not None and preds:
                 first_outputs[task] = preds[0]
             out[task] = score_images(
@@ -354,6 +376,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="test images per forward pass (default: 8)",
     )
+    add_tiling_arguments(parser)
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="autocast of the model's forward (auto: bf16 on a GPU that has it); metrics are "
+        "fp32 (default: fp32)",
+    )
     add_out(parser, "also write the rows as JSON here", None)
     add_threads(parser)
     add_quiet(parser)
@@ -385,6 +415,7 @@ def eval_command(args: argparse.Namespace) -> int:
     # Every option is checked before any model is loaded or image read.
     check_range("--batch-size", args.batch_size, AT_LEAST_ONE)
     check_range("--max-side", args.max_side, NON_NEGATIVE)
+    tile, overlap = tiling_options(args.tile, args.tile_overlap)
     device = resolve_device(args.device, option="--device")
     paths = [resolve_checkpoint(c) for c in args.checkpoints]
     for path in paths:
@@ -399,14 +430,30 @@ def eval_command(args: argparse.Namespace) -> int:
     }
     for name, path in zip(_row_names(args.checkpoints), paths, strict=True):
         model = load_model(path, arch=args.arch, map_location=device)
+        if tile is not None:
+            tiling_options(tile, overlap, [model])  # the tile fits this model's size multiple
         rows[name] = evaluate_model(
-            model, sets, args.protocol, device, args.batch_size, label=f"evaluate {name}"
-        )
+            model, sets, args.protocol, device, args.batch_size, label=f"evaluate {name}",
+            tile=tile, tile_overlap=overlap, precision=args.precision,
+        )  # fmt: skip
         del model
     source = describe_test_sets(sets)
     print(format_table(rows, args.protocol, source))
+    amp = autocast_dtype(args.precision, device)
+    if amp is not None:
+        print(f"Model forwards in {str(amp).removeprefix('torch.')} autocast (--precision "
+              f"{args.precision}); metrics in fp32.")  # fmt: skip
+    if tile is not None:
+        print(f"Restored in {tile}x{tile} tiles (snapped to the model's size multiple), "
+              f"{overlap}-pixel overlaps blended.")  # fmt: skip
     if args.out:
         names = list(rows)[1:]
-        extra = {"checkpoints": {n: str(p) for n, p in zip(names, args.checkpoints, strict=True)}}
+        extra: dict[str, Any] = {
+            "checkpoints": {n: str(p) for n, p in zip(names, args.checkpoints, strict=True)}
+        }
+        if tile is not None:
+            extra["tiling"] = {"tile": tile, "overlap": overlap}
+        if amp is not None:
+            extra["precision"] = str(amp).removeprefix("torch.")
         print(f"wrote {write_results(args.out, rows, args.protocol, source, extra)}")
     return 0

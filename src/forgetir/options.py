@@ -48,6 +48,8 @@ class UnlearnOptions:
         "relearn_steps": NON_NEGATIVE,
         "ain_max_steps": NON_NEGATIVE,
         "verify_eval_every": AT_LEAST_ONE,
+        "tile": AT_LEAST_ONE,
+        "tile_overlap": NON_NEGATIVE,
     }
 
     method: str = "accurate-forgetting"
@@ -77,6 +79,10 @@ class UnlearnOptions:
     # None: BEFORE's training data. "deadleaves" or a folder of images: data-free mode, every
     # task synthesised on these clean images (see forgetir.unlearn.clean_source_images).
     clean_source: str | None = None
+    # Tiled inference of every whole test image (evaluation, verification, grids): tile side
+    # and overlap in pixels (see forgetir.models.tiling); None: whole images / the default.
+    tile: int | None = None
+    tile_overlap: int | None = None
 
 
 # Fields whose option is not the field's name: the test-photo size is --max-side on every command.

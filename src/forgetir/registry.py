@@ -40,6 +40,12 @@ class Registry(Generic[T]):
         self._items[name] = obj
         return obj
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (a test's temporary entry); an unknown name lists the valid ones."""
+        obj = self.get(name)
+        del self._items[name]
+        return obj
+
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of :meth:`add`."""
         return lambda obj: self.add(name, obj)

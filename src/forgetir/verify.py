@@ -45,6 +45,7 @@ from forgetir.checks.verdict import verdict_for
 from forgetir.data.splits import build_split_datasets, load_manifest
 from forgetir.errors import InputFileError, InvalidInputError
 from forgetir.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
+from forgetir.inference import add_tiling_arguments, tiling_options, tiling_scope
 from forgetir.metrics import describe_protocol
 from forgetir.options import options_from_dict
 from forgetir.provenance import utc_now
@@ -341,6 +342,8 @@ def verify_folder(
     log: Callable[[str], None] = lambda message: None,
     quiet: bool = True,
     recompute_ut: bool = False,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
 ) -> dict[str, Any]:
     """(Re)compute ``verify.json`` of an unlearning run folder; return the verification.
 
@@ -351,7 +354,9 @@ def verify_folder(
     added to ``quality.json`` and ``run.json`` records it. ``ut="none"``: set the run's UT
     aside and give the UT-free verdict (paired against the degraded input). ``log`` receives
     a line as each stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore
-    UT reference logs and fine-tune UT's copy again.
+    UT reference logs and fine-tune UT's copy again. ``tile``/``tile_overlap``: restore the
+    test images in tiles (:mod:`forgetir.models.tiling`; recorded in ``run.json``); None: as
+    the run did.
     """
     for option, value in (("--relearn-steps", relearn_steps), ("--ain-max-steps", ain_max_steps)):
         if value is not None and value < 0:  # refused before any work
@@ -364,12 +369,41 @@ def verify_folder(
     require = ("split", "model", "model_sidecar", "test_set", "quality")
     log(f"{folder.path}: re-hashing every recorded file (SHA-256 checked)")
     paths = folder.check_integrity(run, skip=("ut",) if ut else (), require=require)
-    no_ut = ut == NO_UT
     opts = dict(run.options)
     opts.update({k: v for k, v in (("relearn_steps", relearn_steps),
                                    ("ain_max_steps", ain_max_steps)) if v is not None})  # fmt: skip
+    # This verification's tiling, recorded in run.json: --tile alone takes its default overlap,
+    # --tile-overlap alone changes the run's overlap.
+    if tile is not None:
+        opts.update(tile=tile, tile_overlap=tile_overlap)
+    elif tile_overlap is not None:
+        opts.update(tile_overlap=tile_overlap)
+    tiling_options(opts.get("tile"), opts.get("tile_overlap"))  # refused before models load
     run = replace(run, options=opts)
     model, before, ut_model, run = _load_models(folder, run, paths, ut, arch)
+    tiling = tiling_options(opts.get("tile"), opts.get("tile_overlap"), [before])
+    with tiling_scope(*tiling):
+        return _verify_loaded(
+            folder, run, paths, (model, before, ut_model), ut is not None, arch, log, quiet,
+            recompute_ut,
+        )  # fmt: skip
+
+
+def _verify_loaded(
+    folder: RunFolder,
+    run: RunRecord,
+    paths: Mapping[str, Path],
+    models: tuple[nn.Module, nn.Module, nn.Module | None],
+    new_ut: bool,
+    arch: str | None,
+    log: Callable[[str], None],
+    quiet: bool,
+    recompute_ut: bool,
+) -> dict[str, Any]:
+    """The body of :func:`verify_folder` once its inputs are checked and its models (the
+    unlearned one, BEFORE, UT) loaded; ``new_ut``: UT was given for this verification."""
+    model, before, ut_model = models
+    opts = run.options
     if run.split.manifest is None:
         raise InputFileError(f"{folder.file(RUN_JSON)} records no split manifest")
     manifest_path = paths.get("split") or folder.locate("split", run.split.manifest)
@@ -381,9 +415,9 @@ def verify_folder(
         folder.check_test_sets(test_sets, paths["test_set"])
     quality = folder.read_quality()
     rows = dict(quality.rows)
-    if no_ut:
+    if ut_model is None:  # `--ut none`: the UT-free verdict, whatever quality.json holds
         rows.pop(UT, None)
-    new_ut_row = ut_model is not None and (ut is not None or UT not in rows)
+    new_ut_row = ut_model is not None and (new_ut or UT not in rows)
     if new_ut_row:
         rows[UT] = evaluate_model(ut_model, test_sets, quality.protocol, per_image=True)
     log(
@@ -435,6 +469,7 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fine-tune UT's copy again instead of reading its reference log",
     )
+    add_tiling_arguments(parser, default="the run's own")
     add_threads(parser)
     add_quiet(parser)
 
@@ -451,6 +486,8 @@ def verify_command(args: argparse.Namespace) -> int:
         log=(lambda m: None) if quiet else (lambda m: print(f"forgetir verify: {m}", flush=True)),
         quiet=quiet,
         recompute_ut=bool(getattr(args, "recompute_ut", False)),
+        tile=getattr(args, "tile", None),
+        tile_overlap=getattr(args, "tile_overlap", None),
     )
     print(summarize(result))
     print(f"wrote {Path(args.run_dir) / VERIFY_JSON}; `forgetir report {args.run_dir}` renders it")

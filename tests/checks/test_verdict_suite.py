@@ -22,17 +22,16 @@ import pytest
 import torch
 
 from forgetir.cli import main
-from forgetir.methods.base import Batch, MethodConfig, UnlearningMethod
-from forgetir.methods.registry import register_method
+from forgetir.methods.base import METHODS, Batch, MethodConfig, UnlearningMethod
 from forgetir.testbed import load_eval_model
 from forgetir.unlearn import UnlearnOptions, run_unlearn
 
 FORGET, UT_SPEC = "dehaze", "shipped:ut-dehaze"
 
 
-@register_method("test-oracle")
 class Oracle(UnlearningMethod):
-    """Test-only: sets the model to ``Oracle.state`` and then changes nothing (zero loss)."""
+    """Test-only (registered while the suite runs): sets the model to ``Oracle.state``, then
+    changes nothing (zero loss)."""
 
     name = "test-oracle"
     summary = "test only: the unlearned model is a given state"
@@ -105,11 +104,15 @@ CASES: dict[str, tuple[Any, str, list[str] | None, str | None]] = {
 def suite(tmp_path_factory) -> dict[str, dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("suite")
     out: dict[str, dict[str, Any]] = {}
-    for i, (name, (make, _, _, free)) in enumerate(CASES.items()):
-        run = _run(tmp, f"case-{i}", "test-oracle", make())
-        out[name] = {"UT": _verify(run)}
-        if free is not None:
-            out[name]["UT-free"] = _verify(run, "--ut", "none")
+    METHODS.add(Oracle.name, Oracle)
+    try:
+        for i, (name, (make, _, _, free)) in enumerate(CASES.items()):
+            run = _run(tmp, f"case-{i}", Oracle.name, make())
+            out[name] = {"UT": _verify(run)}
+            if free is not None:
+                out[name]["UT-free"] = _verify(run, "--ut", "none")
+    finally:
+        METHODS.remove(Oracle.name)
     # The seed paper's method with its collapse target, at its published settings.
     run = _run(tmp, "collapse", "accurate-forgetting", steps=60, batch_size=8, patch_size=64)
     out["seed paper's collapse"] = {"UT": _verify(run), "UT-free": _verify(run, "--ut", "none")}

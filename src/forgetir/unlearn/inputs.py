@@ -27,6 +27,7 @@ from forgetir.data.splits import (
 from forgetir.data.testsets import TEST_SOURCES
 from forgetir.errors import InvalidInputError, RunExistsError
 from forgetir.fresh import prepare_checkpoint
+from forgetir.inference import tiling_options
 from forgetir.methods import get_method
 from forgetir.metrics import PROTOCOLS
 from forgetir.options import UnlearnOptions, option_name
@@ -51,6 +52,7 @@ def check_options(opts: UnlearnOptions) -> UnlearnOptions:
         raise InvalidInputError(
             f"--clean-source {opts.clean_source!r}: not 'deadleaves' and not a folder of images"
         )
+    tiling_options(opts.tile, opts.tile_overlap)  # the model's own multiple: once it is loaded
     method = get_method(opts.method)
     method.check_target(opts.target)
     method.parse_config(opts.hparams)
