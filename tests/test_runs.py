@@ -192,7 +192,9 @@ def test_verify_refuses_a_run_whose_hash_records_were_removed(run_dir, tmp_path)
         verify_folder(run)
 
 
-def test_tile_reaches_unlearn_and_verify_and_is_recorded(parent, tmp_path, tiny_opts, monkeypatch):
+def test_tile_reaches_unlearn_and_verify_and_is_recorded(
+    parent, tmp_path, tiny_opts, monkeypatch, ut_ckpt
+):
     import forgetir.inference as ev
 
     tiles = []
@@ -201,7 +203,7 @@ def test_tile_reaches_unlearn_and_verify_and_is_recorded(parent, tmp_path, tiny_
         ev, "restore_tiled", lambda m, x, t, o: tiles.append((t, o)) or real(m, x, t, o)
     )
     out = tmp_path / "tiled"
-    run = run_unlearn(parent, out, tiny_opts(grids=False, tile=16), forget=["dehaze"], ut=parent)
+    run = run_unlearn(parent, out, tiny_opts(grids=False, tile=16), forget=["dehaze"], ut=ut_ckpt)
     assert run["options"]["tile"] == 16 and set(tiles) == {(16, 4)}  # 32-px test images
     tiles.clear()
     verify_folder(out, tile=24, tile_overlap=8, relearn_steps=1, ain_max_steps=1)
