@@ -77,8 +77,29 @@ def run_cell(
     }
 
 
+def _rederive(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The verdicts again from each cell's recorded intervals, with today's thresholds (so the
+    table follows a change of margin without rerunning the cells)."""
+    from forgetir.checks.verdict import THRESHOLDS as th
+    from forgetir.checks.verdict import _forget_decision
+
+    out = []
+    for c in cells:
+        c = dict(c)
+        for key, field, low in (
+            ("ut", "verdict_ut", -th.forget_margin_db),
+            ("input", "verdict_ut_free", -th.ut_free_band_db),
+        ):
+            stat = {**c[key], "sd": float("nan")}
+            c[field] = _forget_decision(stat, low, th.forget_margin_db, None, th)[0]
+        out.append(c)
+    return out
+
+
 def table(cells: list[dict[str, Any]]) -> str:
-    """The agreement table of the cells, and its summary."""
+    """The agreement table of the cells (verdicts re-derived with today's thresholds), and its
+    summary."""
+    cells = _rederive(cells)
     lines = [
         "| testbed | forget | method | vs UT (dB, 90% interval) | verdict vs UT | vs input (dB) "
         "| verdict UT-free | agree | retained damaged |",
