@@ -1338,8 +1338,14 @@ def test_an_interrupted_unlearn_ends_in_one_line_and_leaves_nothing(parent, tmp_
     argv = ["unlearn", str(parent), "--forget", "dehaze", "--steps", "100000", "--batch-size"]
     argv += ["2", "--patch-size", "32", "--no-verify", "--quiet", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(Path(forgetir.__file__).parents[1])}
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps
+    # an ignored SIGINT ignored: the child gets the default action back, as in a terminal.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "forgetir.cli", *argv], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "forgetir.cli", *argv],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while not list(tmp_path.glob(".run.partial-*/*.json")) and time.time() < deadline:
