@@ -59,9 +59,10 @@ __all__ = [
 
 VERDICTS = ("forgotten", "hidden", "over-forgotten", "not forgotten", "undetermined")
 # Without UT, the reference is the degraded input. A model that never learned a degradation is
-# not an identity on it: on the default test set (7 photos and 48 held-out dead leaves) the
-# shipped promptir-tiny UTs land at +0.04 dB (haze), -0.28 dB (noise, mean of the three levels)
-# and -2.27 dB (rain) from the input (benchmarks/bench_verdicts.py). So the UT-free band is
+# not an identity on it: on the default test set (7 photos and 48 held-out dead leaves) the six
+# shipped UTs land at +0.05 / -0.02 dB (haze; promptir-tiny / adair-tiny), -0.28 / -0.25 dB
+# (noise, the three levels) and -2.27 / -1.30 dB (rain) from the input
+# (benchmarks/results/bench_verdicts.jsonl: input minus UT of each cell). So the UT-free band is
 # asymmetric: up to +margin above the input (no restoration left) and down to -UT_FREE_BAND
 # below it (twice the worst UT seen) before "over-forgotten".
 UT_FREE_BAND = 4.5
