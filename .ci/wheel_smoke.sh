@@ -41,9 +41,14 @@ print(f"wheel-check: forgetir {forgetir.__version__} installed at {root}")
 PY
 "$work/venv/bin/forgetir" demo --steps 2 --max-side 48 --relearn-steps 2 --ain-max-steps 3 \
     --threads 1 --quiet --out "$work/run"
-for f in report.html report.md report.json verify.json; do
-    test -s "$work/run/$f" || { echo "wheel-check: the demo wrote no $f" >&2; exit 1; }
+# One run folder per method of the demo (the seed paper's and the recommended one).
+for method in accurate-forgetting proxy-retrain-guarded; do
+    for f in report.html report.md report.json verify.json; do
+        test -s "$work/run/$method/$f" \
+            || { echo "wheel-check: the demo wrote no $method/$f" >&2; exit 1; }
+    done
+    grep -q '"verdict"' "$work/run/$method/report.json" \
+        || { echo "wheel-check: $method/report.json has no verdict" >&2; exit 1; }
+    echo "wheel-check: the installed wheel ran the demo, $method:" \
+        "$(grep -o 'VERDICT [^;:(]*' "$work/run/$method/report.md" | head -1)"
 done
-grep -q '"verdict"' "$work/run/report.json" \
-    || { echo "wheel-check: report.json has no verdict" >&2; exit 1; }
-echo "wheel-check: the installed wheel ran the demo: $(grep -o 'VERDICT [^;]*' "$work/run/report.md" | head -1)"
