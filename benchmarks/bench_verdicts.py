@@ -38,11 +38,10 @@ def run_cell(
     testbed: str, forget: str, method: str, seed: int, work: Path, threads: int = 1
 ) -> dict[str, Any]:
     from forgetir.checks.verdict import decide
-    from forgetir.methods import get_method
+    from forgetir.methods.recommend import method_and_schedule
     from forgetir.unlearn import UnlearnOptions, run_unlearn
 
-    plan = get_method(method).recommended_schedule
-    schedule = {k: plan[k] for k in ("steps", "batch_size", "patch_size") if k in plan}
+    _, schedule, _ = method_and_schedule(method, [forget])
     # threads: a run otherwise takes the cores free when it starts, and two threads on a busy
     # core run ~10x slower.
     opts = UnlearnOptions(method=method, seed=seed, verify=False, quiet=True, grids=False,
@@ -65,7 +64,7 @@ def run_cell(
         "forget": forget,
         "method": method,
         "seed": seed,
-        "steps": opts.steps if "steps" not in schedule else schedule["steps"],
+        "steps": opts.steps,
         "n_images": with_ut["forget"]["n"],
         "test_set": quality.get("test_set"),
         "wall_s": time.time() - t0,

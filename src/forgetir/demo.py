@@ -88,7 +88,7 @@ def demo_methods(forget: str, given: Sequence[str] | None) -> list[tuple[str, st
 def demo_command(args: argparse.Namespace) -> int:
     import torch
 
-    from forgetir.methods import get_method
+    from forgetir.methods.recommend import method_and_schedule
     from forgetir.report import write_report
 
     base = Path(args.out) if args.out else _fresh(Path("runs") / "demo")
@@ -103,10 +103,9 @@ def demo_command(args: argparse.Namespace) -> int:
     for method, why in methods:
         print(f"\n== {method} ({why})")
         # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
-        plan = get_method(method).recommended_schedule
-        steps = args.steps if args.steps is not None else int(plan.get("steps", 60))
-        patch = int(plan.get("patch_size", 64)) if "steps" in plan else 64
-        opts = options_from_args(args, method=method, steps=steps, patch_size=patch)
+        _, schedule, _ = method_and_schedule(method, [args.forget], {"steps": args.steps})
+        steps, patch = schedule["steps"], schedule["patch_size"]
+        opts = options_from_args(args, method=method, **schedule)
         out = base / method
         run_unlearn(
             "shipped:before",
@@ -114,7 +113,8 @@ def demo_command(args: argparse.Namespace) -> int:
             opts,
             forget=[args.forget],
             command=f"forgetir unlearn shipped:before --forget {args.forget} --method {method} "
-            f"--target {args.target} --steps {steps} --patch-size {patch} --max-side "
+            f"--target {args.target} --steps {steps} --batch-size {schedule['batch_size']} "
+            f"--patch-size {patch} --max-side "
             f"{args.test_max_side} --relearn-steps {args.relearn_steps} --ain-max-steps "
             f"{args.ain_max_steps}",
         )

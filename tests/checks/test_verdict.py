@@ -13,6 +13,7 @@ from forgetir.checks.verdict import (
     decide,
     images_needed,
     paired_interval,
+    verdict_line,
 )
 from forgetir.data.testsets import TestSet
 from forgetir.verify import verify_run
@@ -58,13 +59,7 @@ def test_too_little_evidence_says_how_many_images_would_decide():
     v = decide(_shift(UT_PSNR[:6], 0.1, [2 * e for e in NOISE[:6]]), UT_PSNR[:6])
     assert v["verdict"] == "undetermined" and v["reason"] == "too little evidence"
     assert v["images_needed"] > 6
-    assert "images would decide" in verdict_line_of(v)
-
-
-def verdict_line_of(v):
-    from forgetir.checks.verdict import verdict_line
-
-    return verdict_line(v)
+    assert "images would decide" in verdict_line(v)
 
 
 def test_pairs_by_image_name_and_refuses_other_images():
@@ -108,7 +103,7 @@ def test_ut_free_band_is_asymmetric():
     assert decide(_shift(inp, -1.0), inp, basis="input")["verdict"] == "forgotten"
     assert decide(_shift(inp, 1.5), inp, basis="input")["verdict"] == "not forgotten"
     assert decide(_shift(inp, -6.0), inp, basis="input")["verdict"] == "over-forgotten"
-    assert "UT-free" in verdict_line_of(decide(inp, inp, basis="input"))
+    assert "UT-free" in verdict_line(decide(inp, inp, basis="input"))
 
 
 def test_paired_interval_and_images_needed():

@@ -13,9 +13,19 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 
-__all__ = ["PAPER_METHOD", "RECOMMENDED", "recommended_method"]
+from forgetir.methods.registry import get_method
+from forgetir.options import UnlearnOptions
+
+__all__ = [
+    "PAPER_METHOD",
+    "RECOMMENDED",
+    "SCHEDULE_DEFAULTS",
+    "method_and_schedule",
+    "recommended_method",
+]
 
 PAPER_METHOD = "accurate-forgetting"
 
@@ -51,3 +61,36 @@ def recommended_method(forget_tasks: Sequence[str] | None) -> tuple[str, str]:
         if family in RECOMMENDED:
             return RECOMMENDED[family]
     return PAPER_METHOD, _SPLIT_REASON
+
+
+# The schedule a method may recommend (its recommended_schedule), else the run defaults.
+SCHEDULE_DEFAULTS: dict[str, int] = {
+    f.name: f.default
+    for f in dataclasses.fields(UnlearnOptions)
+    if f.name in ("steps", "batch_size", "patch_size")
+}
+
+
+def method_and_schedule(
+    method: str | None,
+    forget_tasks: Sequence[str] | None,
+    given: Mapping[str, int | None] | None = None,
+) -> tuple[str, dict[str, int], str | None]:
+    """(method, schedule, why): the method recommended for ``forget_tasks`` when none is given
+    (``why`` says so; None when the method was given), and steps / batch size / patch size as
+    ``given``, else the method's recommended schedule, else the run defaults.
+
+    Example:
+        >>> method_and_schedule(None, ["dehaze"], {"steps": 5})[:2]
+        ('proxy-retrain-guarded', {'steps': 5, 'batch_size': 8, 'patch_size': 32})
+    """
+    why = None
+    if method is None:
+        method, why = recommended_method(forget_tasks)
+    plan = get_method(method).recommended_schedule
+    given = given or {}
+    schedule = {
+        name: given[name] if given.get(name) is not None else int(plan.get(name, default))
+        for name, default in SCHEDULE_DEFAULTS.items()
+    }
+    return method, schedule, why

@@ -27,6 +27,7 @@ from forgetir.arguments import (
 from forgetir.config import parse_override
 from forgetir.inference import add_tiling_arguments
 from forgetir.methods import TARGETS
+from forgetir.methods.recommend import SCHEDULE_DEFAULTS, method_and_schedule
 from forgetir.models.external import register_module_factory
 from forgetir.options import UnlearnOptions, option_name
 from forgetir.unlearn.run import run_unlearn, run_unlearn_seeds
@@ -50,11 +51,6 @@ _CLI_OPTIONS: dict[str, dict[str, Any]] = {
         "BEFORE): calibrates the per-example membership attack of an instance split "
         "(default: none, uncalibrated)",
     },
-}
-# The schedule a method may recommend (recommended_schedule), and the run defaults otherwise.
-_SCHEDULE_DEFAULTS = {
-    name: next(f.default for f in dataclasses.fields(UnlearnOptions) if f.name == name)
-    for name in ("steps", "batch_size", "patch_size")
 }
 _SHARED_INTS = {
     "seed": "--seed",
@@ -140,7 +136,7 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
         method={"default": None, "help": "unlearning method, see `forgetir methods` (default: "
                 "the one recommended for the request, printed with the reason)"},
         **{name: {"default": None, "help": f"{_CLI_OPTIONS[name]['help']} ({schedule % value})"}
-           for name, value in _SCHEDULE_DEFAULTS.items()},
+           for name, value in SCHEDULE_DEFAULTS.items()},
     )  # fmt: skip
     add_options(parser, ("retain_budget", "forget_floor", "mia_reference"))
     add_options(parser, ("test_max_side", "relearn_steps", "ain_max_steps"))
@@ -160,35 +156,10 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_method_and_schedule(
-    method: str | None, forget: Sequence[str] | None, given: dict[str, int | None]
-) -> tuple[str, dict[str, int], str | None]:
-    """(method, schedule, why): the method recommended for ``forget`` when none is given (why
-    says so), and steps / batch size / patch size as given, else the method's recommended
-    schedule, else the run defaults.
-
-    Example:
-        >>> resolve_method_and_schedule(None, ["dehaze"], {"steps": 5})[:2]
-        ('proxy-retrain-guarded', {'steps': 5, 'batch_size': 8, 'patch_size': 32})
-    """
-    from forgetir.methods import get_method
-    from forgetir.methods.recommend import recommended_method
-
-    why = None
-    if method is None:
-        method, why = recommended_method(list(forget) if forget else None)
-    plan = get_method(method).recommended_schedule
-    schedule = {
-        name: given.get(name) if given.get(name) is not None else plan.get(name, default)
-        for name, default in _SCHEDULE_DEFAULTS.items()
-    }
-    return method, schedule, why
-
-
 def unlearn_command(args: argparse.Namespace) -> int:
     hparams = dict(parse_override(h) for h in args.hparams)
-    given = {name: getattr(args, name) for name in _SCHEDULE_DEFAULTS}
-    args.method, schedule, why = resolve_method_and_schedule(args.method, args.forget, given)
+    given = {name: getattr(args, name) for name in SCHEDULE_DEFAULTS}
+    args.method, schedule, why = method_and_schedule(args.method, args.forget, given)
     if why is not None and not args.quiet:
         print(f"forgetir unlearn: no --method given: using {args.method} ({why})")
     opts = options_from_args(
