@@ -80,7 +80,7 @@ def _rederive(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The verdicts again from each cell's recorded intervals, with today's thresholds (so the
     table follows a change of margin without rerunning the cells)."""
     from forgetir.checks.verdict import THRESHOLDS as th
-    from forgetir.checks.verdict import _forget_decision
+    from forgetir.checks.verdict import forget_decision
 
     out = []
     for c in cells:
@@ -90,7 +90,7 @@ def _rederive(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ("input", "verdict_ut_free", -th.ut_free_band_db),
         ):
             stat = {**c[key], "sd": float("nan")}
-            c[field] = _forget_decision(stat, low, th.forget_margin_db, None, th)[0]
+            c[field] = forget_decision(stat, low, th.forget_margin_db, None, th)[0]
         out.append(c)
     return out
 

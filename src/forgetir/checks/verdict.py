@@ -52,6 +52,7 @@ __all__ = [
     "UT_FREE_BAND",
     "Thresholds",
     "decide",
+    "forget_decision",
     "images_needed",
     "paired_interval",
     "verdict_for",
@@ -139,7 +140,7 @@ def _hidden(ain: Mapping[str, Any] | None, th: Thresholds) -> bool:
     )
 
 
-def _forget_decision(
+def forget_decision(
     stat: Mapping[str, float], low: float, high: float, ain: Any, th: Thresholds
 ) -> tuple[str, int | None]:
     """(verdict, images that would decide) for the interval ``stat`` against [low, high]."""
@@ -201,7 +202,7 @@ def decide(
             stat["seeds"] = over_seeds
             stat["lo"] = min(stat["lo"], over_seeds["lo"])
             stat["hi"] = max(stat["hi"], over_seeds["hi"])
-        verdict, needed = _forget_decision(stat, low, m, ain, th)
+        verdict, needed = forget_decision(stat, low, m, ain, th)
         out["forget"] = stat
         out["verdict"] = verdict
         if verdict == "undetermined":
