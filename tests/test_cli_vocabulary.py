@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from forgetir.arguments import SHARED_HELP, _ListAction, deprecated_aliases, take_spill
-from forgetir.cli import _MODEL_COMMANDS, build_parser, main
+from forgetir.cli.main import _MODEL_COMMANDS, build_parser, main
 
 # concept -> (canonical option, spellings it replaced: never a visible option anywhere)
 CONCEPTS: dict[str, tuple[str, tuple[str, ...]]] = {
