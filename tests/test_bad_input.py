@@ -1213,12 +1213,12 @@ def test_a_huge_header_is_refused_fast(tmp_path, capsys):
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
-    import forgetir.evaluate
+    from forgetir.cli.main import _COMMANDS
 
     def broken(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(forgetir.evaluate, "eval_command", broken)
+    monkeypatch.setitem(_COMMANDS, "eval", (*_COMMANDS["eval"][:2], broken))
     with pytest.raises(ZeroDivisionError):
         main(["eval", "shipped:before"])
 

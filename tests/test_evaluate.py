@@ -12,11 +12,11 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
 from forgetir.checkpoint import save_model
+from forgetir.cli.eval import add_arguments as add_eval_arguments
+from forgetir.cli.eval import run as eval_command
 from forgetir.data.testsets import build_test_sets
 from forgetir.evaluate import (
-    add_eval_arguments,
     describe_test_sets,
-    eval_command,
     evaluate_degraded_input,
     evaluate_model,
     format_table,

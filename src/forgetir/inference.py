@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import contextvars
 from collections.abc import Iterator, Sequence
@@ -141,29 +140,6 @@ def forward(
     with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         y = model(x) if tile is None else restore_tiled(model, x, tile, overlap)
     return y.float()
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def add_tiling_arguments(parser: argparse.ArgumentParser, default: str = "whole images") -> None:
-    """``--tile N`` and ``--tile-overlap M`` (both default None: see :func:`tiling_options`);
-    ``default`` says what no ``--tile`` means."""
-    parser.add_argument(
-        "--tile",
-        type=int,
-        metavar="N",
-        help="restore each image in N x N tiles with blended overlaps (N snapped down to the "
-        f"model's size multiple): memory bounded by the tile (default: {default})",
-    )
-    parser.add_argument(
-        "--tile-overlap",
-        type=int,
-        metavar="M",
-        dest="tile_overlap",
-        help=f"pixels neighbouring tiles share (default: {DEFAULT_OVERLAP}, a quarter of a "
-        "tile below 128)",
-    )
 
 
 def tiling_options(

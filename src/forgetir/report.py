@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as _dt
 import json
@@ -74,8 +73,6 @@ from forgetir.runs import CHECKPOINT_ROLES, RUN_JSON, RunFolder, hash_check, rea
 __all__ = [
     "FILES_DIR",
     "REQUIRED_FILES",
-    "add_report_arguments",
-    "report_command",
     "software_versions",
     "write_report",
 ]
@@ -329,19 +326,3 @@ def _write_report(run_dir: Path, data: dict[str, Any], bar: Progress) -> dict[st
     }
     bar.update(5, "written")
     return paths
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``forgetir report``."""
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (see forgetir.report)")
-
-
-def report_command(args: argparse.Namespace) -> int:
-    """``forgetir report RUN_DIR``: write the HTML, Markdown and JSON reports; print paths."""
-    paths = write_report(args.run_dir)
-    for key in ("html", "md", "json"):
-        print(f"wrote {paths[key]}")
-    return 0

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -45,7 +44,7 @@ from forgetir.checks.verdict import verdict_for
 from forgetir.data.splits import build_split_datasets, load_manifest
 from forgetir.errors import InputFileError, InvalidInputError
 from forgetir.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
-from forgetir.inference import add_tiling_arguments, tiling_options, tiling_scope
+from forgetir.inference import tiling_options, tiling_scope
 from forgetir.metrics import describe_protocol
 from forgetir.options import options_from_dict
 from forgetir.provenance import utc_now
@@ -77,8 +76,6 @@ __all__ = [
     "verify_model",
     "verify_run",
     "write_verification",
-    "add_verify_arguments",
-    "verify_command",
 ]
 
 
@@ -448,47 +445,3 @@ def _verify_loaded(
     folder.write_run(replace(run, options=dict(run.options), verify=VERIFY_JSON,
                              verified=utc_now(), files=files))  # fmt: skip
     return result
-
-
-def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``forgetir verify``."""
-    from forgetir.arguments import add_arch, add_int, add_quiet, add_threads, add_ut
-
-    parser.add_argument(
-        "run_dir", metavar="RUN_DIR", help="an unlearning run folder (forgetir unlearn / demo)"
-    )
-    add_ut(
-        parser,
-        "the run's own, if any; 'none': the UT-free verdict, paired against the degraded input",
-    )
-    add_arch(parser)
-    add_int(parser, "--relearn-steps", None, default_text="the run's")
-    add_int(parser, "--ain-max-steps", None, default_text="the run's")
-    parser.add_argument(
-        "--recompute-ut",
-        action="store_true",
-        help="fine-tune UT's copy again instead of reading its reference log",
-    )
-    add_tiling_arguments(parser, default="the run's own")
-    add_threads(parser)
-    add_quiet(parser)
-
-
-def verify_command(args: argparse.Namespace) -> int:
-    """``forgetir verify RUN_DIR``: the verdict first, then every figure."""
-    quiet = bool(getattr(args, "quiet", False))
-    result = verify_folder(
-        args.run_dir,
-        ut=args.ut,
-        arch=args.arch,
-        relearn_steps=args.relearn_steps,
-        ain_max_steps=args.ain_max_steps,
-        log=(lambda m: None) if quiet else (lambda m: print(f"forgetir verify: {m}", flush=True)),
-        quiet=quiet,
-        recompute_ut=bool(getattr(args, "recompute_ut", False)),
-        tile=getattr(args, "tile", None),
-        tile_overlap=getattr(args, "tile_overlap", None),
-    )
-    print(summarize(result))
-    print(f"wrote {Path(args.run_dir) / VERIFY_JSON}; `forgetir report {args.run_dir}` renders it")
-    return 0
