@@ -39,7 +39,7 @@ import torch
 
 from forgetir.cells import FORGET_TYPES, CellOptions, before_steps, replace_opts, run_cell
 from forgetir.methods.proxy_retrain import GuardedProxyRetrainConfig, ProxyRetrainConfig
-from forgetir.seeds import format_difference, format_mean_sd, mean_sd
+from forgetir.runs.seeds import format_difference, format_mean_sd, mean_sd
 
 # proxy-retrain-guarded's defaults where they differ from proxy-retrain's.
 _plain, _guarded = asdict(ProxyRetrainConfig()), asdict(GuardedProxyRetrainConfig())

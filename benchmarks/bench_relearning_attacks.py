@@ -44,8 +44,8 @@ from forgetir.cells import (
     replace_opts,
     unlearn_copy,
 )
-from forgetir.seeds import format_mean_sd
-from forgetir.verify import relearn
+from forgetir.checks.verify import relearn
+from forgetir.runs.seeds import format_mean_sd
 
 GUARDED_LABEL = "proxy-retrain + relearning guard"
 LABELS = ("proxy-retrain (ours)", GUARDED_LABEL)

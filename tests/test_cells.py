@@ -11,7 +11,7 @@ import torch
 
 from forgetir.cells import CellOptions, run_cell, unlearn_data, validation_sets
 from forgetir.data.testsets import build_test_sets
-from forgetir.seeds import mean_sd
+from forgetir.runs.seeds import mean_sd
 
 RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "bench_forgetting.jsonl"
 

@@ -15,7 +15,9 @@ from forgetir.checkpoint import save_model
 from forgetir.cli.eval import add_arguments as add_eval_arguments
 from forgetir.cli.eval import run as eval_command
 from forgetir.data.testsets import build_test_sets
-from forgetir.evaluate import (
+from forgetir.metrics import describe_protocol
+from forgetir.models import create_model
+from forgetir.scoring.evaluate import (
     describe_test_sets,
     evaluate_degraded_input,
     evaluate_model,
@@ -23,8 +25,6 @@ from forgetir.evaluate import (
     restore,
     write_results,
 )
-from forgetir.metrics import describe_protocol
-from forgetir.models import create_model
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_tiled_evaluation_with_a_tile_covering_the_images_is_exact(sets):
 
 
 def test_tiling_scope_reaches_restore_and_an_argument_overrides_it(monkeypatch):
-    import forgetir.inference as ev
+    import forgetir.scoring.inference as ev
 
     seen = []
     real = ev.restore_tiled

@@ -17,12 +17,13 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from forgetir import report, verify
+from forgetir.checks import verify
 from forgetir.cli import report as report_cli
 from forgetir.data.testsets import TestSet
 from forgetir.errors import IntegrityError
-from forgetir.evaluate import write_results
-from forgetir.figures import write_model_grid
+from forgetir.render.figures import write_model_grid
+from forgetir.report import write as report
+from forgetir.scoring.evaluate import write_results
 
 TASKS = ("dehaze", "derain", "denoise_15", "denoise_25", "denoise_50")
 EVIL = '<script>alert("x")</script> & <b>'

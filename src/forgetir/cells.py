@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from forgetir.evaluate import restore
 from forgetir.metrics import psnr
+from forgetir.scoring.evaluate import restore
 
 FORGET_TYPES = {
     "dehaze": ["dehaze"],
@@ -81,7 +81,7 @@ def cell_model(spec: str) -> nn.Module:
 
 def before_steps(spec: str) -> float:
     """BEFORE's training steps, from its sidecar (nan if it does not say)."""
-    from forgetir.testbed import model_meta
+    from forgetir.runs.testbed import model_meta
 
     meta = model_meta(spec)
     return float(meta.steps) if meta is not None and meta.steps else float("nan")
@@ -176,7 +176,7 @@ def unlearn_data(forget_type: str, seed: int, opts: CellOptions) -> dict[str, An
     """The split's ``forget``/``retain`` patch datasets: BEFORE's own training data, or, with
     ``opts.clean_source``, every task synthesised on other clean images (data-free mode)."""
     from forgetir.data.splits import build_split_datasets, make_split
-    from forgetir.testbed import model_meta, parent_data_config
+    from forgetir.runs.testbed import model_meta, parent_data_config
     from forgetir.unlearn import clean_source_images
 
     data = parent_data_config(model_meta(opts.before))
@@ -272,7 +272,7 @@ def attack_pairs(forget_type: str, opts: CellOptions) -> list[tuple[torch.Tensor
 def relearn_gain(model: nn.Module, forget_type: str, opts: CellOptions) -> float:
     """Forget PSNR (dB, on ``opts.ain_eval``) regained by ``opts.relearn_steps`` Adam steps
     (lr 2e-4, full batch on the relearning patches, L1): the relearning attack."""
-    from forgetir.verify import relearn
+    from forgetir.checks.verify import relearn
 
     run = relearn(
         model,
@@ -293,7 +293,7 @@ def _ut_relearn_gain(spec: str, forget_type: str, key: tuple) -> float:
 def relearn_steps(model: nn.Module, forget_type: str, opts: CellOptions) -> int | None:
     """Adam steps (lr 2e-4, full batch on the relearning patches, L1) until the forget L1 on
     ``opts.ain_eval`` is at most 1.05 x BEFORE's; None if not within ``ain_max_steps``."""
-    from forgetir.verify import relearn
+    from forgetir.checks.verify import relearn
 
     pairs = attack_pairs(forget_type, opts)
     before_l1 = sum(

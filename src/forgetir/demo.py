@@ -70,7 +70,7 @@ def run_demo(
     import torch
 
     from forgetir.methods.recommend import method_and_schedule
-    from forgetir.report import write_report
+    from forgetir.report.write import write_report
 
     root = Path(out) if out else _fresh(Path("runs") / "demo")
     runs_of = demo_methods(forget, methods)
@@ -111,7 +111,7 @@ def run_demo(
 def side_by_side(runs: dict[str, Path], forget: str) -> str:
     """One table of the runs' quality rows (input, BEFORE, UT once; one row per method) and a
     verdict line per method, with the protocol and test data they rest on."""
-    from forgetir.evaluate import format_table
+    from forgetir.scoring.evaluate import format_table
 
     rows: dict[str, Any] = {}
     verdicts: list[str] = []

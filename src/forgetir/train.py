@@ -39,21 +39,21 @@ from torch import nn
 
 from forgetir.atomic import atomic_json, check_output_dir
 from forgetir.checkpoint import TORCH_SUFFIXES, load_model, save_model, sha256_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.config import ConfigError, RunConfig, save_config, to_dict
 from forgetir.data.datasets import build_train_dataset
 from forgetir.data.pipeline import make_train_loader, train_tasks
 from forgetir.data.testsets import build_test_sets
 from forgetir.engine import RESUME_NAME, RESUME_NEXT_NAME, Engine, FitResult
-from forgetir.evaluate import (
+from forgetir.models import create_model
+from forgetir.runs.lock import hold
+from forgetir.scoring.evaluate import (
     INPUT_ROW,
     describe_test_sets,
     evaluate_degraded_input,
     evaluate_model,
     format_table,
 )
-from forgetir.models import create_model
-from forgetir.runlock import hold
-from forgetir.shipped import resolve_checkpoint
 
 POOL_MANIFEST = "train_pool.json"
 CONFIG_NAME = "config.yaml"

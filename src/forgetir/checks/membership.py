@@ -26,10 +26,10 @@ from forgetir.checks.base import (
     l1_per_image,
     single_images,
 )
-from forgetir.document import fmt
-from forgetir.evaluate import restore
-from forgetir.figures import mia_figure
-from forgetir.progress import track
+from forgetir.render.document import fmt
+from forgetir.render.figures import mia_figure
+from forgetir.runtime.progress import track
+from forgetir.scoring.evaluate import restore
 
 __all__ = ["MembershipCheck", "membership_inference"]
 

@@ -296,7 +296,7 @@ def take_spill(args: argparse.Namespace) -> list[str]:
 
 def add_tiling_arguments(parser: argparse.ArgumentParser, default: str = "whole images") -> None:
     """``--tile N`` and ``--tile-overlap M`` (both default None: see
-    :func:`forgetir.inference.tiling_options`);
+    :func:`forgetir.scoring.inference.tiling_options`);
     ``default`` says what no ``--tile`` means."""
     parser.add_argument(
         "--tile",

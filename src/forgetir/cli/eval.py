@@ -1,4 +1,4 @@
-"""``forgetir eval``: PSNR/SSIM of checkpoints on every task (:mod:`forgetir.evaluate`).
+"""``forgetir eval``: PSNR/SSIM of checkpoints on every task (:mod:`forgetir.scoring.evaluate`).
 
 Example:
     $ forgetir eval shipped:before shipped:ut-dehaze --threads 1
@@ -13,6 +13,7 @@ from typing import Any
 
 from forgetir.atomic import check_output_file
 from forgetir.checkpoint import load_model, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.cli.arguments import (
     CHECKPOINT_FORMS,
     add_arch,
@@ -29,7 +30,9 @@ from forgetir.cli.arguments import (
 from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, check_range
 from forgetir.data.testsets import TEST_SOURCES, build_test_sets
 from forgetir.degradations import TASKS
-from forgetir.evaluate import (
+from forgetir.metrics import PROTOCOLS
+from forgetir.runtime.process import resolve_device
+from forgetir.scoring.evaluate import (
     INPUT_ROW,
     Metrics,
     describe_test_sets,
@@ -38,10 +41,7 @@ from forgetir.evaluate import (
     format_table,
     write_results,
 )
-from forgetir.inference import PRECISIONS, autocast_dtype, tiling_options
-from forgetir.metrics import PROTOCOLS
-from forgetir.runtime import resolve_device
-from forgetir.shipped import resolve_checkpoint
+from forgetir.scoring.inference import PRECISIONS, autocast_dtype, tiling_options
 
 HELP = "evaluate checkpoints on every task: PSNR/SSIM table in the seed paper's layout"
 

@@ -28,10 +28,10 @@ from forgetir.cli.catalog import (
     models,
 )
 from forgetir.errors import ForgetirError
-from forgetir.memory import retain_freed_memory
 from forgetir.models.external import register_module_factory
-from forgetir.progress import quiet_scope
-from forgetir.threads import apply_threads
+from forgetir.runtime.memory import retain_freed_memory
+from forgetir.runtime.progress import quiet_scope
+from forgetir.runtime.threads import apply_threads
 
 Command = Callable[[argparse.Namespace], "int | None"]
 
@@ -52,7 +52,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object], Com
 
 
 # Commands that run models: their torch thread count is set before they start (see
-# forgetir.threads: default = the cores free now).
+# forgetir.runtime.threads: default = the cores free now).
 _MODEL_COMMANDS = ("demo", "train", "eval", "unlearn", "reproduce", "verify")
 
 # Commands that load checkpoints saved from the user's own model code: they take

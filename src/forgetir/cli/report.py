@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from forgetir.report import write_report
+from forgetir.report.write import write_report
 
 HELP = "write the HTML/Markdown/JSON report (with audit manifest) of an unlearning run"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir report``."""
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (see forgetir.report)")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory (see forgetir.report.write)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

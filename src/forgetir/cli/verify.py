@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from forgetir.checks.verify import summarize, verify_folder
 from forgetir.cli.arguments import (
     add_arch,
     add_int,
@@ -17,8 +18,7 @@ from forgetir.cli.arguments import (
     add_tiling_arguments,
     add_ut,
 )
-from forgetir.runs import VERIFY_JSON
-from forgetir.verify import summarize, verify_folder
+from forgetir.runs.folder import VERIFY_JSON
 
 HELP = "(re)compute the proof of forgetting of a run: gaps to UT, relearning, AIN, MIA, cost"
 

@@ -49,7 +49,7 @@ from forgetir.data.pool import CleanSource, DeadLeavesPool
 from forgetir.data.promptir_layout import PromptIRLayout
 from forgetir.degradations import degrade, list_tasks
 from forgetir.errors import MissingInputError
-from forgetir.threads import single_thread
+from forgetir.runtime.threads import single_thread
 
 __all__ = [
     "AUGMENT_OPS",

@@ -10,7 +10,7 @@ The grid (``--list`` prints it; every cell is a run folder ``<out>/<cell>/``):
 - ``sweep/<t>-lr-*``, ``-batch-*``, ``-wadv-*``: Fig. 3 / Table 5 (lr 1e-4, 1.5e-4, 2e-4; batch
   12, 16, 20 with the steps scaled so that every run sees the same number of samples, as the
   paper's fixed 2 epochs do; w_adv:w_ul 0.5:1, 1:1, 1.5:1). The 2e-4 and 1:1 points are the main
-  cell itself. ``sweeps.json`` (the format :mod:`forgetir.report` reads) goes into the main
+  cell itself. ``sweeps.json`` (the format :mod:`forgetir.report.write` reads) goes into the main
   cell of each forget type, so ``forgetir report <out>/main/dehaze-collapse`` plots them;
 - ``methods/<name>``: every other registered method on the dehaze split, same steps;
 - ``instances/accurate-forgetting-16``: a deletion request of 16 training images (membership

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.errors import InvalidInputError
-from forgetir.shipped import resolve_checkpoint
 
 SCALES = ("cpu", "paper")
 FORGET_TYPES = ("dehaze", "derain", "denoise")

@@ -1,6 +1,6 @@
 """``forgetir unlearn``: run an unlearning method on a checkpoint and a split, then evaluate.
 
-The run folder follows the layout :mod:`forgetir.report` reads (``run.json``, ``model.*``,
+The run folder follows the layout :mod:`forgetir.report.write` reads (``run.json``, ``model.*``,
 ``log.csv``, ``quality.json``, ``verify.json``, ``split.json``, ``grids/``).
 
 The forget and retain training data come from the parent checkpoint's own training
@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 from forgetir.options import UnlearnOptions, option_name
-from forgetir.testbed import load_eval_model
+from forgetir.runs.testbed import load_eval_model
 from forgetir.unlearn.guard import Guard
 from forgetir.unlearn.inputs import check_options, check_run_folder, clean_source_images
 from forgetir.unlearn.run import run_unlearn, run_unlearn_seeds

@@ -31,6 +31,7 @@ from torch import nn
 
 from forgetir.atomic import atomic_json
 from forgetir.checkpoint import sha256_file, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.checks import Context, all_figures, run_checks, summary_lines
 from forgetir.checks.anamnesis import AIN_HIDDEN_BELOW, anamnesis_index
 from forgetir.checks.base import BEFORE, L1_METRIC, UNLEARNED, UT
@@ -43,16 +44,15 @@ from forgetir.checks.relearning import relearn
 from forgetir.checks.verdict import verdict_for
 from forgetir.data.splits import build_split_datasets, load_manifest
 from forgetir.errors import InputFileError, InvalidInputError
-from forgetir.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
-from forgetir.inference import tiling_options, tiling_scope
+from forgetir.membership.scenarios import split_candidates
 from forgetir.metrics import describe_protocol
 from forgetir.options import options_from_dict
 from forgetir.provenance import utc_now
 from forgetir.records import FileRecord, ModelMeta, RunRecord, VerificationRecord, json_safe
-from forgetir.runs import MODEL, RUN_JSON, VERIFY_JSON, RunFolder
-from forgetir.scenarios import split_candidates
-from forgetir.shipped import resolve_checkpoint
-from forgetir.testbed import evaluation_sets, load_eval_model, model_meta
+from forgetir.runs.folder import MODEL, RUN_JSON, VERIFY_JSON, RunFolder
+from forgetir.runs.testbed import evaluation_sets, load_eval_model, model_meta
+from forgetir.scoring.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
+from forgetir.scoring.inference import tiling_options, tiling_scope
 
 NO_UT = "none"  # `--ut none`: the UT-free verdict
 
@@ -244,7 +244,7 @@ def verify_model(
 
     ``datasets``: the split's ``forget``/``retain``(/``test``) training datasets (relearning
     samples; the membership attack of an instance split). ``folder``: its
-    :class:`~forgetir.runs.RunFolder`. ``reference``: where UT's curves are cached (default:
+    :class:`~forgetir.runs.folder.RunFolder`. ``reference``: where UT's curves are cached (default:
     beside the run's UT file, else the user cache). ``manifest``: the split manifest (the
     per-example attack's candidate images); ``mia_reference``: the model that calibrates it
     (recorded as the ``mia_reference`` option), or None for the uncalibrated attack.

@@ -12,7 +12,7 @@ The second testbed: ``shipped:adair-before`` is ``adair-tiny`` trained by the sa
 3000 steps (twice as long), with ``shipped:adair-ut-dehaze`` / ``adair-ut-derain`` /
 ``adair-ut-denoise`` its UT models.
 
-Scenario models (fine-tuned from ``inpaint-before``, see :mod:`forgetir.scenarios`):
+Scenario models (fine-tuned from ``inpaint-before``, see :mod:`forgetir.membership.scenarios`):
 ``shipped:mem-before`` memorises the 32 training images of a deletion request's split and
 ``shipped:mem-ut`` is the same recipe without the 16 deleted ones (the split, with members,
 deleted and held-out non-members, ships as ``mem-before.split.json`` / ``mem-ut.split.json``);
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from forgetir.errors import InputFileError, UnknownNameError
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 SHIPPED = (
     "before",
     "ut-dehaze",

@@ -1,7 +1,7 @@
 """How a model restores whole images: in tiles or whole, in fp32 or bf16 autocast.
 
 :func:`forward` is the one call that every whole-image restoration goes through
-(:func:`forgetir.evaluate.restore`, and so evaluation, verification's checks and the image
+(:func:`forgetir.scoring.evaluate.restore`, and so evaluation, verification's checks and the image
 grids). What it does is set per call or, for a whole command, by :func:`tiling_scope` and
 :func:`precision_scope`: a command's ``--tile`` and ``--precision`` then reach the checks that
 restore images deep inside verification without every signature passing them on.
@@ -47,7 +47,7 @@ _PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def tiling_scope(tile: int | None, overlap: int = DEFAULT_OVERLAP) -> Iterator[None]:
-    """Within the block, :func:`forward` (and so :func:`forgetir.evaluate.restore`,
+    """Within the block, :func:`forward` (and so :func:`forgetir.scoring.evaluate.restore`,
     ``evaluate_model`` and every check that restores test images) runs ``tile`` × ``tile``
     tiles overlapping by ``overlap`` pixels (:func:`forgetir.models.tiling.restore_tiled`);
     ``tile=None``: whole images.

@@ -1,6 +1,6 @@
 """The sections of a run's report (quality, verdict, verification, audit, expert usage, the
-run's own figures), each rendered into a :class:`~forgetir.document.Doc`; :mod:`forgetir.report`
-reads the run folder and assembles them."""
+run's own figures), each rendered into a :class:`~forgetir.render.document.Doc`;
+:mod:`forgetir.report.write` reads the run folder and assembles them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from forgetir.checks import CHECKS
-from forgetir.document import Doc, fmt
-from forgetir.figures import (
+from forgetir.metrics import describe_protocol
+from forgetir.render.document import Doc, fmt
+from forgetir.render.figures import (
     ROW_NAMES,
     column,
     loss_figure,
@@ -18,7 +19,6 @@ from forgetir.figures import (
     sweep_figure,
     sweep_points,
 )
-from forgetir.metrics import describe_protocol
 
 TASK_ORDER = ("dehaze", "derain", "denoise_15", "denoise_25", "denoise_50")
 ROW_ORDER = ("input", "BEFORE", "unlearned", "UT")

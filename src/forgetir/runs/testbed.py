@@ -17,10 +17,10 @@ from typing import Any
 from torch import nn
 
 from forgetir.checkpoint import load_model, read_sidecar
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.config import ALL_TASKS, DataConfig, from_dict, load_config
 from forgetir.data.testsets import TestSet, build_test_sets
 from forgetir.records import ModelMeta
-from forgetir.shipped import resolve_checkpoint
 
 __all__ = [
     "evaluation_sets",

@@ -1,6 +1,6 @@
 """Per-example membership inference made for restoration models.
 
-The population attack of :func:`forgetir.verify.membership_inference` thresholds one loss for
+The population attack of :func:`forgetir.checks.verify.membership_inference` thresholds one loss for
 every image. On restoration models that mostly measures how *hard* an image is (a flat image
 restores well whether or not it was trained on), so it has little power and overstates
 forgetting (Hayes et al. 2024). Here every candidate image is judged against itself:

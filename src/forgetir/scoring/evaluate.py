@@ -28,11 +28,11 @@ from torch import nn
 
 from forgetir.atomic import atomic_json
 from forgetir.degradations import TASKS
-from forgetir.inference import (
+from forgetir.metrics import describe_protocol, psnr_ssim
+from forgetir.runtime.progress import Progress, is_quiet
+from forgetir.scoring.inference import (
     forward,
 )
-from forgetir.metrics import describe_protocol, psnr_ssim
-from forgetir.progress import Progress, is_quiet
 
 Metrics = dict[str, Any]  # {"psnr": float, "ssim": float, "n": int}
 INPUT_ROW = "input"
@@ -80,7 +80,8 @@ def restore(
     ``tile``/``tile_overlap``: restore ``tile`` × ``tile`` tiles with blended overlaps
     (:func:`~forgetir.models.tiling.restore_tiled`); ``precision``: ``auto``, ``fp32`` or
     ``bf16`` autocast of the model's forward. None: as the enclosing
-    :func:`~forgetir.inference.tiling_scope` / :func:`~forgetir.inference.precision_scope`
+    :func:`~forgetir.scoring.inference.tiling_scope` /
+    :func:`~forgetir.scoring.inference.precision_scope`
     say (whole images in fp32 outside them).
 
     Example:
@@ -163,7 +164,8 @@ def evaluate_model(
     No gradients; images of one size are batched (``batch_size`` at a time); the model runs on
     ``device`` (default: where its parameters are). ``per_image`` adds ``"images"``:
     ``{name: {"psnr", "ssim"}}``. Progress (images restored, ``label``) shows after 2 s
-    unless ``quiet`` (None: as :func:`forgetir.progress.quiet_scope` says). ``first_outputs``
+    unless ``quiet`` (None: as :func:`forgetir.runtime.progress.quiet_scope` says).
+    ``first_outputs``
     (a dict) receives each task's output for its first image (for an image grid, which then
     need not restore it again). ``tile``/``tile_overlap``/``precision``: tiled inference and
     autocast, as in :func:`restore` (None: as the enclosing scopes say). Metrics are fp32.
