@@ -24,10 +24,10 @@ from typing import Any
 import yaml
 
 from forgetir.atomic import atomic_write
+from forgetir.degradations.registry import TASKS
 from forgetir.errors import InvalidInputError
 
 PRESET_DIR = Path(__file__).parent / "configs"
-ALL_TASKS = ["dehaze", "derain", "denoise_15", "denoise_25", "denoise_50"]
 
 
 class ConfigError(InvalidInputError):
@@ -45,7 +45,7 @@ class ModelConfig:
 class DataConfig:
     source: str = "deadleaves"  # deadleaves | promptir | paired | classes
     root: str | None = None  # dataset root for non-synthetic sources
-    tasks: list[str] = field(default_factory=lambda: list(ALL_TASKS))
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
     exclude: list[str] = field(default_factory=list)  # tasks (or families) left out: the UT model
     patch_size: int = 64
     pool_size: int = 1024  # number of dead-leaves training images (a fixed, enumerable pool)

@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from forgetir.degradations import forget_types
 from forgetir.options import UnlearnOptions
 from forgetir.unlearn import run_unlearn
 
-DEMO_FORGET = ("dehaze", "derain", "denoise")
+DEMO_FORGET = forget_types()
 
 
 def _fresh(base: Path) -> Path:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from forgetir.degradations.registry import task_groups
 from forgetir.errors import InputFileError, UnknownNameError
 
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
@@ -74,7 +75,7 @@ def ut_name_for(forget_tasks: list[str], parent: str = "shipped:before") -> str 
     family = names.pop()
     if f"{prefix}{family}" not in SHIPPED:
         return None
-    if family == "denoise" and set(forget_tasks) != {"denoise_15", "denoise_25", "denoise_50"}:
+    if family == "denoise" and set(forget_tasks) != set(task_groups()["denoise"]):
         return None
     return f"{PREFIX}{prefix}{family}"
 

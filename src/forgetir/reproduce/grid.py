@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from forgetir.checkpoint.shipped import resolve_checkpoint
+from forgetir.degradations import forget_types
 from forgetir.errors import InvalidInputError
 
 SCALES = ("cpu", "paper")
-FORGET_TYPES = ("dehaze", "derain", "denoise")
+FORGET_TYPES = forget_types()
 MAIN_METHOD = "accurate-forgetting"
 CONTROL_METHOD = "finetune"
 CPU_STEPS, CPU_BATCH, CPU_PATCH = 60, 8, 64
