@@ -325,11 +325,25 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def split_key_value(text: str) -> tuple[str, str] | None:
+    """The one reader of ``KEY=VALUE`` tokens (config overrides, method hyperparameters,
+    ``--data``, reproduce's old ``--ut KIND=PATH``): ``(key, value)`` split at the first ``=``,
+    the key stripped; None without ``=`` or key, so that each caller names its option.
+
+    Example:
+        >>> split_key_value("optim.lr=1e-3"), split_key_value("lr")
+        (('optim.lr', '1e-3'), None)
+    """
+    key, sep, value = text.partition("=")
+    return (key.strip(), value) if sep and key.strip() else None
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"optim.lr=1e-3"`` -> ``("optim.lr", 0.001)``; the value is read as YAML."""
-    if "=" not in text:
+    pair = split_key_value(text)
+    if pair is None:
         raise ConfigError(f"override {text!r} must look like key=value, e.g. optim.lr=1e-3")
-    key, raw = text.split("=", 1)
+    key, raw = pair
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
@@ -340,7 +354,7 @@ def parse_override(text: str) -> tuple[str, Any]:
             value = float(value)
         except ValueError:
             pass
-    return key.strip(), value
+    return key, value
 
 
 def load_config(

@@ -23,7 +23,7 @@ from forgetir.cli.arguments import (
     max_side_or_none,
 )
 from forgetir.cli.unlearn import add_options
-from forgetir.config import check_range
+from forgetir.config import check_range, split_key_value
 from forgetir.options import UnlearnOptions, option_name
 from forgetir.reproduce import (
     ReproduceError,
@@ -113,8 +113,8 @@ def parse_ut(items: Sequence[str]) -> dict[str, str]:
     valid kinds."""
     out: dict[str, str] = {}
     for item in items:
-        key, sep, path = item.partition("=")
-        if not sep or key not in UT_KINDS or not path:
+        key, path = split_key_value(item) or ("", "")
+        if key not in UT_KINDS or not path:
             raise ReproduceError(
                 f"--ut {item!r}: expected KIND=PATH with KIND one of {', '.join(UT_KINDS)} "
                 f"(prefer --ut-{'/'.join(UT_KINDS)} CHECKPOINT)"
