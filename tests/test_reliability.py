@@ -1,0 +1,122 @@
+"""Issue 23, the rest: a split entry has one identity (the bytes hashed are the bytes trained
+on, paths stay under the data root, no copy of a forgotten image is retained, an instances
+split names images the parent trained on)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from forgetir.config import DataConfig
+from forgetir.data.io import write_image
+from forgetir.data.splits import (
+    ManifestError,
+    build_split_datasets,
+    load_manifest,
+    make_split,
+    save_manifest,
+)
+
+# ------------------------------------------------------------ 4. one identity per split entry
+
+
+def _tree(root: Path) -> Path:
+    for c in ("cats", "dogs"):
+        for k in range(3):
+            write_image(root / c / f"{k}.png", torch.rand(3, 16, 16))
+    return root
+
+
+def _files_split(tmp_path: Path, forget=("cats/0.png",)) -> tuple[Path, dict]:
+    root = _tree(tmp_path / "pets")
+    cfg = DataConfig(source="classes", root=str(root), test_set="deadleaves", patch_size=8)
+    m = make_split(cfg, "instances", list(forget), held_out_fraction=0.0, test_n=1, test_size=16)
+    return root, m
+
+
+def _edited(tmp_path: Path, m: dict) -> Path:
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(m))
+    return path
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "cats/../../x.png"])
+def test_manifest_paths_stay_inside_the_data_root(tmp_path, bad):
+    _, m = _files_split(tmp_path)
+    m["retain"]["entries"][0]["path"] = bad
+    with pytest.raises(ManifestError, match=r"retain.entries\[0\].*leaves the data root"):
+        load_manifest(_edited(tmp_path, m))
+
+
+def test_the_file_hashed_is_the_file_trained_on(tmp_path):
+    root, m = _files_split(tmp_path)
+    # A tampered image, trained on by its id, while an untouched copy is what gets hashed.
+    entry = m["forget"]["entries"][0]
+    shutil.copy(root / entry["path"], root / "cats" / "copy.png")
+    write_image(root / entry["id"], torch.zeros(3, 16, 16))
+    entry["path"] = "cats/copy.png"
+    with pytest.raises(ManifestError, match="is not its id 'cats/0.png'"):
+        load_manifest(_edited(tmp_path, m), verify=True)
+
+
+def test_a_paired_target_is_bound_to_its_input(tmp_path):
+    root = tmp_path / "data"
+    for k in range(3):
+        for side in ("input", "target"):
+            write_image(root / "derain" / side / f"{k}.png", torch.rand(3, 16, 16))
+    cfg = DataConfig(source="paired", root=str(root), tasks=["derain"], patch_size=8)
+    cfg.test_set = "deadleaves"
+    m = make_split(cfg, "instances", ["derain/input/0.png"], held_out_fraction=0.0, test_n=1)
+    e = m["forget"]["entries"][0]
+    e["target"] = m["retain"]["entries"][0]["target"]  # an untouched target, hashed instead
+    e["target_sha256"] = m["retain"]["entries"][0]["target_sha256"]
+    manifest = load_manifest(_edited(tmp_path, m), verify=True)  # each file is as hashed...
+    with pytest.raises(ManifestError, match="not paired with.*derain/input/0.png"):
+        build_split_datasets(manifest)  # ...but it is not the target trained against
+
+
+def test_a_copy_of_a_forgotten_image_is_not_retained(tmp_path):
+    root = _tree(tmp_path / "pets")
+    shutil.copy(root / "cats" / "0.png", root / "dogs" / "copy.png")  # byte-identical
+    cfg = DataConfig(source="classes", root=str(root), test_set="deadleaves", patch_size=8)
+    with pytest.raises(ManifestError, match=r"dogs/copy.png \(= cats/0.png\).*--forget"):
+        make_split(cfg, "instances", ["cats/0.png"], held_out_fraction=0.0, test_n=1)
+    # Forgetting both is a valid deletion request.
+    m = make_split(cfg, "instances", ["cats/0.png", "dogs/copy.png"], held_out_fraction=0.0)
+    assert save_manifest(m, tmp_path / "ok.json").is_file()
+
+
+def _parent_data(parent: Path) -> DataConfig:
+    from forgetir.checkpoint import read_sidecar
+    from forgetir.config import from_dict
+
+    return from_dict(DataConfig, read_sidecar(parent)["config"]["data"], "data.")
+
+
+TINY_UNLEARN = ["--steps", "1", "--batch-size", "2", "--patch-size", "32", "--no-verify"]
+TINY_UNLEARN += ["--quiet", "--threads", "1"]
+
+
+def _one_line_error(capsys, argv: list[str]) -> str:
+    from forgetir.cli import main
+
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"forgetir {argv[0]}: error: "), lines
+    return lines[0]
+
+
+def test_an_instances_split_must_name_images_the_parent_trained_on(parent, tmp_path, capsys):
+    cfg = _parent_data(Path(parent))
+    cfg.pool_seed += 1  # the same ids, other images: never seen by the parent
+    m = make_split(cfg, "instances", ["dl-000001"], held_out=1)
+    split = save_manifest(m, tmp_path / "s.json")
+    out = tmp_path / "run"
+    argv = ["unlearn", str(parent), *TINY_UNLEARN, "--split", str(split), "--out", str(out)]
+    err = _one_line_error(capsys, argv)
+    assert str(split) in err and "dl-000001 (other bytes)" in err and "trained on" in err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["s.json"]
