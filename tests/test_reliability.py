@@ -120,3 +120,19 @@ def test_an_instances_split_must_name_images_the_parent_trained_on(parent, tmp_p
     err = _one_line_error(capsys, argv)
     assert str(split) in err and "dl-000001 (other bytes)" in err and "trained on" in err
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["s.json"]
+
+
+# ---------------------------------------------------------- 5. sizes the model's crop needs
+
+
+def test_eval_max_side_below_the_crop_names_the_valid_minimum(capsys):
+    err = _one_line_error(capsys, ["eval", "shipped:before", "--max-side", "15", "--threads", "1"])
+    assert "--max-side=15" in err and "valid: 0 (full size) or >= 24" in err
+
+
+def test_unlearn_max_side_below_the_crop_is_refused_before_work(parent, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["unlearn", str(parent), *TINY_UNLEARN, "--forget", "dehaze", "--max-side", "20"]
+    err = _one_line_error(capsys, [*argv, "--out", str(out)])
+    assert "--max-side=20" in err and ">= 24" in err
+    assert list(tmp_path.iterdir()) == []

@@ -408,13 +408,15 @@ def eval_command(args: argparse.Namespace) -> int:
     from forgetir.atomic import check_output_file
     from forgetir.checkpoint import load_model, weights_file
     from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, check_range
-    from forgetir.data.testsets import build_test_sets
+    from forgetir.data.testsets import MIXED, build_test_sets, check_max_side
     from forgetir.runtime import resolve_device
     from forgetir.shipped import resolve_checkpoint
 
     # Every option is checked before any model is loaded or image read.
     check_range("--batch-size", args.batch_size, AT_LEAST_ONE)
     check_range("--max-side", args.max_side, NON_NEGATIVE)
+    if args.test_set in ("photos", MIXED):
+        check_max_side(args.max_side, "--max-side")
     tile, overlap = tiling_options(args.tile, args.tile_overlap)
     device = resolve_device(args.device, option="--device")
     paths = [resolve_checkpoint(c) for c in args.checkpoints]

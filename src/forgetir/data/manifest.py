@@ -151,7 +151,6 @@ def _check_consistent(manifest: dict[str, Any], where: str) -> None:
     def keys(part: str) -> dict[tuple[Any, str], str]:
         return {(e.get("task"), e["id"]): e["id"] for e in manifest[part]["entries"]}
 
-    _check_no_copies(manifest, where)
     parts = {p: keys(p) for p in PARTS}
     for a, b in (("forget", "retain"), ("forget", "test"), ("retain", "test")):
         both = [name for k, name in parts[a].items() if k in parts[b]]
@@ -159,6 +158,7 @@ def _check_consistent(manifest: dict[str, Any], where: str) -> None:
             raise ManifestError(
                 f"{where}: {len(both)} image(s) are in both {a} and {b}: {_listing(both)}"
             )
+    _check_no_copies(manifest, where)  # the same image under another name
 
 
 def save_manifest(manifest: dict[str, Any], path: str | os.PathLike[str]) -> Path:

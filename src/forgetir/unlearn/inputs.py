@@ -24,7 +24,7 @@ from forgetir.data.splits import (
     make_split,
     save_manifest,
 )
-from forgetir.data.testsets import TEST_SOURCES
+from forgetir.data.testsets import MIXED, TEST_SOURCES, check_max_side
 from forgetir.errors import InvalidInputError, RunExistsError
 from forgetir.fresh import prepare_checkpoint
 from forgetir.inference import tiling_options
@@ -52,6 +52,8 @@ def check_options(opts: UnlearnOptions) -> UnlearnOptions:
         raise InvalidInputError(
             f"--clean-source {opts.clean_source!r}: not 'deadleaves' and not a folder of images"
         )
+    if opts.test_set in ("photos", MIXED):
+        check_max_side(opts.test_max_side, option_name("test_max_side"))
     tiling_options(opts.tile, opts.tile_overlap)  # the model's own multiple: once it is loaded
     method = get_method(opts.method)
     method.check_target(opts.target)
