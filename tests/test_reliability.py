@@ -136,3 +136,27 @@ def test_unlearn_max_side_below_the_crop_is_refused_before_work(parent, tmp_path
     err = _one_line_error(capsys, [*argv, "--out", str(out)])
     assert "--max-side=20" in err and ">= 24" in err
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------ 6. a distributed launch half-set
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but RANK is not"),
+        ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5 is out of range; valid: 0..1"),
+        ({"WORLD_SIZE": "lots"}, "WORLD_SIZE='lots' is out of range"),
+    ],
+)
+def test_a_half_set_distributed_environment_is_refused_before_work(
+    tmp_path, monkeypatch, capsys, env, says
+):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "t"
+    argv = ["train", "--out", str(out), "train.steps=1", "--quiet", "--threads", "1"]
+    assert says in _one_line_error(capsys, argv)
+    assert not out.exists()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shlex
 import shutil
 import sys
@@ -57,6 +56,7 @@ from forgetir.evaluate import (
 )
 from forgetir.models import create_model
 from forgetir.runlock import hold
+from forgetir.runtime import distributed_env
 from forgetir.shipped import resolve_checkpoint
 
 POOL_MANIFEST = "train_pool.json"
@@ -318,13 +318,14 @@ def _command_line(args: argparse.Namespace, out: Path) -> str:
         parts.append("--resume")
     parts += list(args.overrides)
     prefix = ""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        prefix = f"torchrun (world size {os.environ['WORLD_SIZE']}): "
+    if (world := distributed_env()[0]) > 1:
+        prefix = f"torchrun (world size {world}): "
     return prefix + shlex.join(parts)
 
 
 def train_command(args: argparse.Namespace) -> int:
     """``forgetir train``: load the config, apply overrides and ``--exclude``, run."""
+    distributed_env()  # WORLD_SIZE without RANK...: refused before any work
     cfg = load_config(args.config, args.overrides)
     if args.threads is not None:  # the same setting as train.threads=N
         cfg.train.threads = args.threads
