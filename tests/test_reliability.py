@@ -4,6 +4,7 @@ split names images the parent trained on)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from pathlib import Path
@@ -99,6 +100,8 @@ def _parent_data(parent: Path) -> DataConfig:
 
 TINY_UNLEARN = ["--steps", "1", "--batch-size", "2", "--patch-size", "32", "--no-verify"]
 TINY_UNLEARN += ["--quiet", "--threads", "1"]
+TINY_TRAIN = ["train.batch_size=2", "data.pool_size=2", "data.image_size=32"]
+TINY_TRAIN += ["data.patch_size=32", "data.test_max_side=32", "optim.warmup_steps=0"]
 
 
 def _one_line_error(capsys, argv: list[str]) -> str:
@@ -160,3 +163,36 @@ def test_a_half_set_distributed_environment_is_refused_before_work(
     argv = ["train", "--out", str(out), "train.steps=1", "--quiet", "--threads", "1"]
     assert says in _one_line_error(capsys, argv)
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------ 6. a full disk
+
+
+def _disk_full(*args, **kwargs):
+    path = args[0] if args else kwargs.get("file")
+    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+def test_a_full_disk_in_an_atomic_write_keeps_the_old_file_and_leaves_no_temp(
+    tmp_path, monkeypatch
+):
+    from forgetir import atomic
+    from forgetir.errors import OutputPathError
+
+    target = tmp_path / "table.json"
+    target.write_text("the old table")
+    monkeypatch.setattr(atomic, "fsync_file", _disk_full)  # the data does not reach the disk
+    with pytest.raises(OutputPathError, match=f"cannot write {target}: No space left"):
+        atomic.atomic_json(target, {"new": 1})
+    assert target.read_text() == "the old table"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.json"]
+
+
+def test_a_full_disk_during_training_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    from forgetir.engine import logs
+
+    out = tmp_path / "t"
+    argv = ["train", "--out", str(out), *TINY_TRAIN, "train.steps=3", "train.log_every=1"]
+    monkeypatch.setattr(logs, "open", _disk_full, raising=False)  # log.csv's appends
+    err = _one_line_error(capsys, [*argv, "--quiet", "--threads", "1"])
+    assert f"no space left on the device writing {out / 'log.csv'}" in err
