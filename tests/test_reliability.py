@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from forgetir.data.splits import (
     make_split,
     save_manifest,
 )
+from forgetir.errors import RunExistsError
 
 # ------------------------------------------------------------ 4. one identity per split entry
 
@@ -196,3 +198,43 @@ def test_a_full_disk_during_training_is_one_line_naming_the_file(tmp_path, monke
     monkeypatch.setattr(logs, "open", _disk_full, raising=False)  # log.csv's appends
     err = _one_line_error(capsys, [*argv, "--quiet", "--threads", "1"])
     assert f"no space left on the device writing {out / 'log.csv'}" in err
+
+
+# ------------------------------------------------- 6. --seeds interrupted between two seeds
+
+
+def test_seeds_resume_after_an_interrupt_without_redoing_or_mixing(
+    parent, tmp_path, tiny_opts, monkeypatch, capsys
+):
+    from forgetir.unlearn import run as unlearn_run
+
+    opts = tiny_opts(verify=False, grids=False, seed=0)
+    real, calls = unlearn_run.run_unlearn, []
+
+    def counted(checkpoint, out, o, **kw):
+        calls.append(o.seed)
+        return real(checkpoint, out, o, **kw)
+
+    def interrupted(checkpoint, out, o, **kw):  # Ctrl-C / SIGTERM once seed 0 is finished
+        if o.seed == 1:
+            raise KeyboardInterrupt
+        return counted(checkpoint, out, o, **kw)
+
+    monkeypatch.setattr(unlearn_run, "run_unlearn", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        unlearn_run.run_unlearn_seeds(parent, tmp_path / "s", opts, 2, forget=["dehaze"])
+    seed0 = (tmp_path / "s" / "seed-0" / "run.json").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["seed-0", "seeds-plan.json"]
+
+    # Other settings into the same folder: refused, naming what differs; nothing changed.
+    monkeypatch.setattr(unlearn_run, "run_unlearn", real)
+    with pytest.raises(RunExistsError, match=r"\(lr differ\)"):
+        unlearn_run.run_unlearn_seeds(
+            parent, tmp_path / "s", replace(opts, lr=1e-5), 2, forget=["dehaze"]
+        )
+    # The same command again: seed 0 kept as it was, seed 1 run, both summarised.
+    calls.clear()
+    monkeypatch.setattr(unlearn_run, "run_unlearn", counted)
+    summary = unlearn_run.run_unlearn_seeds(parent, tmp_path / "s", opts, 2, forget=["dehaze"])
+    assert calls == [1] and summary["n"] == 2
+    assert (tmp_path / "s" / "seed-0" / "run.json").read_bytes() == seed0
