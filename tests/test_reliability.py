@@ -238,3 +238,46 @@ def test_seeds_resume_after_an_interrupt_without_redoing_or_mixing(
     summary = unlearn_run.run_unlearn_seeds(parent, tmp_path / "s", opts, 2, forget=["dehaze"])
     assert calls == [1] and summary["n"] == 2
     assert (tmp_path / "s" / "seed-0" / "run.json").read_bytes() == seed0
+
+
+# ---------------------------------------------- 6. a --model-module model that misbehaves
+
+_NET = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, out_channels=3, stride=1):
+        super().__init__()
+        self.conv = nn.Conv2d(3, out_channels, 3, stride=stride, padding=1)
+
+    def forward(self, x):
+        return {forward}
+
+
+def build():
+    {build}
+"""
+_MISBEHAVING = {
+    "raises": ("x", 'raise RuntimeError("needs a GPU")', "factory raised RuntimeError"),
+    "tuple": ("(x, self.conv(x))", "return Net()", "returns a tuple"),
+    "channels": ("self.conv(x)", "return Net(out_channels=1)", "shape (1, 1, 32, 32)"),
+    "stride": ("self.conv(x)", "return Net(stride=2)", "shape (1, 3, 16, 16)"),
+    "nan": ("self.conv(x) * float('nan')", "return Net()", "not finite"),
+    "no-parameters": ("x", "return nn.Identity()", "no trainable parameters"),
+    "dtype": ("self.conv(x).double()", "return Net()", "torch.float64"),
+    "fails-on-images": ("self.conv(x[:, :1])", "return Net()", "fails on a (1, 3, 32, 32)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(_MISBEHAVING))
+def test_a_misbehaving_model_module_is_one_line_before_any_work(tmp_path, capsys, kind):
+    forward, build, says = _MISBEHAVING[kind]
+    module = tmp_path / f"net_{kind.replace('-', '_')}.py"
+    module.write_text(_NET.format(forward=forward, build=build))
+    out = tmp_path / "run"
+    argv = ["unlearn", "--model-module", f"{module}:build", "--forget", "dehaze", *TINY_UNLEARN]
+    err = _one_line_error(capsys, [*argv, "--out", str(out)])
+    assert f"--model-module {module}:build" in err and says in err, err
+    assert not out.exists()
