@@ -281,3 +281,22 @@ def test_a_misbehaving_model_module_is_one_line_before_any_work(tmp_path, capsys
     err = _one_line_error(capsys, [*argv, "--out", str(out)])
     assert f"--model-module {module}:build" in err and says in err, err
     assert not out.exists()
+
+
+# ------------------------------------------- 5. memory: refused up front, with the estimate
+
+
+def test_eval_refuses_an_image_that_would_not_fit_and_a_tile_makes_it_fit(monkeypatch, capsys):
+    from forgetir import footprint
+
+    monkeypatch.setattr(footprint, "available_bytes", lambda device: 3 << 20)  # 3 MiB free
+    argv = ["eval", "shipped:before", "--max-side", "64", "--tasks", "denoise_25"]
+    argv += ["--test-set", "photos", "--threads", "1", "--quiet"]
+    err = _one_line_error(capsys, argv)
+    assert "whole needs about 10 MiB" in err and "3 MiB is free on cpu" in err, err
+    assert "--tile 256" in err and "--max-side" in err
+    # Tiles of 32 x 32 need a quarter of that: the same images are restored.
+    from forgetir.cli import main
+
+    assert main([*argv, "--tile", "32"]) == 0
+    assert footprint.estimate_bytes(32, 32, 32) < 3 << 20 < footprint.estimate_bytes(32, 64, 64)

@@ -409,6 +409,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from forgetir.checkpoint import load_model, weights_file
     from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, check_range
     from forgetir.data.testsets import MIXED, build_test_sets, check_max_side
+    from forgetir.footprint import check_fits, test_image_shapes
     from forgetir.runtime import resolve_device
     from forgetir.shipped import resolve_checkpoint
 
@@ -434,6 +435,7 @@ def eval_command(args: argparse.Namespace) -> int:
         model = load_model(path, arch=args.arch, map_location=device)
         if tile is not None:
             tiling_options(tile, overlap, [model])  # the tile fits this model's size multiple
+        check_fits([model], test_image_shapes(sets), tile, device)  # before any restoring
         rows[name] = evaluate_model(
             model, sets, args.protocol, device, args.batch_size, label=f"evaluate {name}",
             tile=tile, tile_overlap=overlap, precision=args.precision,

@@ -44,9 +44,11 @@ def check_restoration_model(model: Any, label: str) -> None:
         raise InvalidInputError(
             f"{label}: the model has no trainable parameters: there is nothing to unlearn"
         )
+    param = next(model.parameters())
+    if param.is_meta:  # built without storage, weights loaded next: nothing to run yet
+        return
     multiple = max(1, int(getattr(model, "size_multiple", 1) or 1))
     side = multiple * math.ceil(DRY_SIDE / multiple)
-    param = next(model.parameters())
     generator = torch.Generator().manual_seed(0)  # leaves the global RNG stream alone
     x = torch.rand(1, 3, side, side, generator=generator).to(param.device)
     shape = tuple(x.shape)
