@@ -300,3 +300,36 @@ def test_eval_refuses_an_image_that_would_not_fit_and_a_tile_makes_it_fit(monkey
 
     assert main([*argv, "--tile", "32"]) == 0
     assert footprint.estimate_bytes(32, 32, 32) < 3 << 20 < footprint.estimate_bytes(32, 64, 64)
+
+
+# ------------------------------------ 4. a manifest edited after a run started is detected
+
+
+def test_resuming_a_training_on_an_edited_split_manifest_is_refused(tmp_path):
+    from forgetir.config import ConfigError, load_config
+    from forgetir.train import run_train
+
+    cfg = load_config("cpu", [*TINY_TRAIN, "train.steps=1", "data.pool_size=4"])
+    split = tmp_path / "split.json"
+    save_manifest(make_split(cfg.data, "instances", ["dl-000001"], held_out=1), split)
+    cfg.data.split, cfg.data.part = str(split), "retain"
+    run_train(cfg, tmp_path / "ut", quiet=True)
+    # The same file name, now forgetting another image: the retain images trained on change.
+    save_manifest(make_split(cfg.data, "instances", ["dl-000002"], held_out=1), split)
+    with pytest.raises(ConfigError, match="inputs.data.split sha256"):
+        run_train(cfg, tmp_path / "ut", resume=True, quiet=True)
+
+
+def test_verify_detects_a_split_manifest_edited_after_the_run(parent, tmp_path, capsys):
+    from forgetir.cli import main
+
+    out = tmp_path / "run"
+    assert (
+        main(["unlearn", str(parent), *TINY_UNLEARN, "--forget", "dehaze", "--out", str(out)]) == 0
+    )
+    split = out / "split.json"
+    m = json.loads(split.read_text())
+    m["retain"]["tasks"] = m["retain"]["tasks"][:1]  # still a valid manifest
+    split.write_text(json.dumps(m))
+    err = _one_line_error(capsys, ["verify", str(out), "--threads", "1"])
+    assert str(split) in err
