@@ -333,3 +333,11 @@ def test_verify_detects_a_split_manifest_edited_after_the_run(parent, tmp_path, 
     split.write_text(json.dumps(m))
     err = _one_line_error(capsys, ["verify", str(out), "--threads", "1"])
     assert str(split) in err
+
+
+def test_an_image_listed_twice_in_a_part_is_refused(tmp_path):
+    _, m = _files_split(tmp_path)
+    m["retain"]["entries"].append(m["retain"]["entries"][0])
+    m["retain"]["count"] += 1
+    with pytest.raises(ManifestError, match="retain lists image\\(s\\) twice: cats/1.png"):
+        load_manifest(_edited(tmp_path, m))

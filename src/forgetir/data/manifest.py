@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -64,6 +65,10 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
                     f"{where}: {part}.entries[{n}] needs an 'id' and a 64-hex 'sha256': {e!r}"
                 )
             _check_entry_paths(e, f"{where}: {part}.entries[{n}]")
+        counts = Counter((e.get("task"), e["id"]) for e in entries)
+        twice = [name for (_, name), n in counts.items() if n > 1]
+        if twice:  # an image listed twice would be trained on twice as often
+            raise ManifestError(f"{where}: {part} lists image(s) twice: {_listing(twice)}")
     if manifest["kind"] != "degradation" and not manifest["forget"]["entries"]:
         raise ManifestError(f"{where}: the forget part lists no images")
     _check_consistent(manifest, where)
