@@ -209,7 +209,10 @@ def test_reuse_outputs_restores_each_image_once_per_model_state():
         first = restore(net, xs)
         again = restore(net, [x.clone() for x in xs])  # equal pixels: the same images
         assert net.images == 6
-        assert all(torch.equal(a, b) and torch.equal(a, p) for a, b, p in zip(first, again, plain))
+        assert all(
+            torch.equal(a, b) and torch.equal(a, p)
+            for a, b, p in zip(first, again, plain, strict=True)
+        )
         again[0].zero_()  # a caller writing into its outputs does not change the stored ones
         assert torch.equal(restore(net, xs)[0], first[0])
         with torch.no_grad():
