@@ -70,8 +70,7 @@ def run_demo(
     """
     import torch
 
-    from forgetir.methods.recommend import method_and_schedule
-    from forgetir.report.write import write_report
+    from forgetir.scoring.inference import reuse_outputs
 
     root = Path(out) if out else _fresh(Path("runs") / "demo")
     runs_of = demo_methods(forget, methods)
@@ -82,31 +81,39 @@ def run_demo(
         f"(torch threads: {torch.get_num_threads()})"
     )
     runs: dict[str, Path] = {}
-    for method, why in runs_of:
-        print(f"\n== {method} ({why})")
-        # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
-        _, schedule, _ = method_and_schedule(method, [forget], {"steps": base.steps})
-        steps, patch = schedule["steps"], schedule["patch_size"]
-        opts = dataclasses.replace(base, method=method, **schedule)
-        folder = root / method
-        run_unlearn(
-            "shipped:before",
-            folder,
-            opts,
-            forget=[forget],
-            command=f"forgetir unlearn shipped:before --forget {forget} --method {method} "
-            f"--target {base.target} --steps {steps} --batch-size {schedule['batch_size']} "
-            f"--patch-size {patch} --max-side "
-            f"{base.test_max_side or 0} --relearn-steps {base.relearn_steps} --ain-max-steps "
-            f"{base.ain_max_steps}",
-        )
-        write_report(folder)
-        runs[method] = folder
+    with reuse_outputs():  # BEFORE and UT restore each test image once for all the runs
+        for method, why in runs_of:
+            runs[method] = _demo_run(forget, base, method, why, root / method)
     print("\n" + side_by_side(runs, forget))
     print(f"done in {time.time() - t0:.0f} s. Reports:")
     for method, folder in runs.items():
         print(f"  {method}: {(folder / 'report.html').resolve()}")
     return runs
+
+
+def _demo_run(forget: str, base: UnlearnOptions, method: str, why: str, out: Path) -> Path:
+    """One method's run of the demo into ``out``, with its report."""
+    from forgetir.methods.recommend import method_and_schedule
+    from forgetir.report.write import write_report
+
+    print(f"\n== {method} ({why})")
+    # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
+    _, schedule, _ = method_and_schedule(method, [forget], {"steps": base.steps})
+    steps, patch = schedule["steps"], schedule["patch_size"]
+    opts = dataclasses.replace(base, method=method, **schedule)
+    run_unlearn(
+        "shipped:before",
+        out,
+        opts,
+        forget=[forget],
+        command=f"forgetir unlearn shipped:before --forget {forget} --method {method} "
+        f"--target {base.target} --steps {steps} --batch-size {schedule['batch_size']} "
+        f"--patch-size {patch} --max-side "
+        f"{base.test_max_side or 0} --relearn-steps {base.relearn_steps} --ain-max-steps "
+        f"{base.ain_max_steps}",
+    )
+    write_report(out)
+    return out
 
 
 def side_by_side(runs: dict[str, Path], forget: str) -> str:

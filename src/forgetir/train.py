@@ -135,7 +135,12 @@ def run_train(
         "tasks": tasks,
         "excluded": [t for t in cfg.data.tasks if t not in tasks],
     }
-    engine = Engine(model, cfg.optim, cfg.train, out, config=config, meta=meta, quiet=quiet)
+    # What a resumed run must match: the config and, with data.split, the manifest's bytes
+    # (an edited manifest would change the images trained on mid-run).
+    identity = config
+    if cfg.data.split:
+        identity = {**config, "inputs": {"data.split sha256": sha256_file(cfg.data.split)}}
+    engine = Engine(model, cfg.optim, cfg.train, out, config=identity, meta=meta, quiet=quiet)
     existing = _entries(out)
     # One process trains into a folder at a time (the main rank holds its lock): a second
     # `forgetir train --out` the same folder is refused, naming the first.

@@ -28,7 +28,7 @@ from forgetir.cli.arguments import (
     add_tiling_arguments,
 )
 from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, check_range
-from forgetir.data.testsets import TEST_SOURCES, build_test_sets
+from forgetir.data.testsets import MIXED, TEST_SOURCES, build_test_sets, check_max_side
 from forgetir.degradations import TASKS
 from forgetir.metrics import PROTOCOLS
 from forgetir.runtime.process import resolve_device
@@ -41,6 +41,7 @@ from forgetir.scoring.evaluate import (
     format_table,
     write_results,
 )
+from forgetir.scoring.footprint import check_fits, test_image_shapes
 from forgetir.scoring.inference import PRECISIONS, autocast_dtype, tiling_options
 
 HELP = "evaluate checkpoints on every task: PSNR/SSIM table in the seed paper's layout"
@@ -114,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     # Every option is checked before any model is loaded or image read.
     check_range("--batch-size", args.batch_size, AT_LEAST_ONE)
     check_range("--max-side", args.max_side, NON_NEGATIVE)
+    if args.test_set in ("photos", MIXED):
+        check_max_side(args.max_side, "--max-side")
     tile, overlap = tiling_options(args.tile, args.tile_overlap)
     device = resolve_device(args.device, option="--device")
     paths = [resolve_checkpoint(c) for c in args.checkpoints]
@@ -131,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(path, arch=args.arch, map_location=device)
         if tile is not None:
             tiling_options(tile, overlap, [model])  # the tile fits this model's size multiple
+        check_fits([model], test_image_shapes(sets), tile, device)  # before any restoring
         rows[name] = evaluate_model(
             model, sets, args.protocol, device, args.batch_size, label=f"evaluate {name}",
             tile=tile, tile_overlap=overlap, precision=args.precision,

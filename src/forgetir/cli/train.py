@@ -7,13 +7,13 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 from pathlib import Path
 
 from forgetir.cli.arguments import add_list, add_out, add_quiet, add_threads
 from forgetir.config import load_config
 from forgetir.data.pipeline import resolve_tasks
+from forgetir.runtime.process import distributed_env
 from forgetir.train import run_train
 
 HELP = "train (or retrain without some tasks: --exclude) a restoration model"
@@ -54,13 +54,14 @@ def _command_line(args: argparse.Namespace, out: Path) -> str:
         parts.append("--resume")
     parts += list(args.overrides)
     prefix = ""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        prefix = f"torchrun (world size {os.environ['WORLD_SIZE']}): "
+    if (world := distributed_env()[0]) > 1:
+        prefix = f"torchrun (world size {world}): "
     return prefix + shlex.join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, apply overrides and ``--exclude``, run."""
+    distributed_env()  # WORLD_SIZE without RANK...: refused before any work
     cfg = load_config(args.config, args.overrides)
     if args.threads is not None:  # the same setting as train.threads=N
         cfg.train.threads = args.threads

@@ -31,6 +31,9 @@ from forgetir.degradations import TASKS
 from forgetir.metrics import describe_protocol, psnr_ssim
 from forgetir.runtime.progress import Progress, is_quiet
 from forgetir.scoring.inference import (
+    cached_outputs,
+    current_precision,
+    current_tiling,
     forward,
 )
 
@@ -90,20 +93,40 @@ def restore(
         (3, torch.Size([1, 3, 8, 8]))
     """
     dev = _device(device, model)
-    was_training = model.training
-    model.eval()
-    outputs: list[torch.Tensor | None] = [None] * len(images)
-    try:
-        for idx in _groups(images, batch_size):
-            x = torch.cat([images[i] for i in idx]).to(dev)
-            y = forward(model, x, tile, tile_overlap, precision).cpu()
-            for k, i in enumerate(idx):
-                outputs[i] = y[k : k + 1]
-            if on_batch is not None:
-                on_batch(len(idx))
-    finally:
-        model.train(was_training)
-    return [o for o in outputs if o is not None]
+    scoped_tile, scoped_overlap = current_tiling()
+    how = (
+        scoped_tile if tile is None else tile,
+        scoped_overlap if tile_overlap is None else tile_overlap,
+        current_precision() if precision is None else precision,
+        str(dev),
+        batch_size,  # another batching may round differently: the very same call only
+    )
+
+    restored = 0  # images restored by this call (none when the outputs were reused)
+
+    def compute() -> list[torch.Tensor]:
+        nonlocal restored
+        was_training = model.training
+        model.eval()
+        outputs: list[torch.Tensor | None] = [None] * len(images)
+        try:
+            for idx in _groups(images, batch_size):
+                x = torch.cat([images[i] for i in idx]).to(dev)
+                y = forward(model, x, tile, tile_overlap, precision).cpu()
+                for k, i in enumerate(idx):
+                    outputs[i] = y[k : k + 1]
+                restored += len(idx)
+                if on_batch is not None:
+                    on_batch(len(idx))
+        finally:
+            model.train(was_training)
+        return [o for o in outputs if o is not None]
+
+    # Within forgetir.scoring.inference.reuse_outputs(), the same model on the same images once.
+    outputs = cached_outputs(model, images, how, compute)
+    if on_batch is not None and not restored and outputs:
+        on_batch(len(outputs))  # reused: the progress still counts them
+    return outputs
 
 
 def score_images(
