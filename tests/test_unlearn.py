@@ -132,13 +132,14 @@ def test_unlearn_without_method_uses_the_recommended_one_and_its_schedule(parent
     from forgetir.methods import get_method
 
     out = tmp_path / "default"
-    argv = ["unlearn", str(parent), "--forget", "denoise", "--steps", "1", "--batch-size", "2"]
+    # The parent's images are 32x32, smaller than the recommended 64x64 patches: give the patch.
+    argv = ["unlearn", str(parent), "--forget", "denoise", "--steps", "1", "--patch-size", "16"]
     assert main([*argv, "--no-verify", "--max-side", "32", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "no --method given: using proxy-retrain (" in printed
+    assert "no --method given: using proxy-retrain-full (" in printed
     run = json.loads((out / "run.json").read_text())
-    assert run["method"] == "proxy-retrain"
+    assert run["method"] == "proxy-retrain-full"
     # Given options win; the others come from the method's recommended schedule.
-    plan = get_method("proxy-retrain").recommended_schedule
-    assert run["options"]["steps"] == 1 and run["options"]["batch_size"] == 2
-    assert run["options"]["patch_size"] == plan["patch_size"]
+    plan = get_method("proxy-retrain-full").recommended_schedule
+    assert run["options"]["steps"] == 1 and run["options"]["patch_size"] == 16
+    assert run["options"]["batch_size"] == plan["batch_size"]
