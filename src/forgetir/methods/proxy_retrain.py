@@ -317,7 +317,8 @@ class FullProxyRetrainConfig(ProxyRetrainConfig):
     # (+4.4 dB above UT after 30 steps; +3.5 after 75 with every weight free); with every
     # weight free, w_f 4 and lr 1e-3 they reach UT's level (+0.28 dB after 60 steps) at 0.37 dB
     # of dehaze; lr 2e-3 costs dehaze 2.3 dB. The content target is slower on noise (+1.05 dB
-    # after 45 steps at w_r 16).
+    # after 45 steps at w_r 16). At 3 seeds: +0.41 ± 0.11 dB vs UT, worst retained -0.37 /
+    # -0.31 / -3.26 dB (seed 2: at a constant lr the retained outputs still swing at the end).
     keep_ratio: float = 1.0
     w_f: float = 4.0
 

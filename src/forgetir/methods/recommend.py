@@ -45,7 +45,8 @@ RECOMMENDED: dict[str, tuple[str, str]] = {
         "proxy-retrain-full",
         "on noise it lands within 0.5 dB of UT on photos and held-out images it was never tuned "
         "on (+0.47 dB promptir-tiny, +0.44 adair-tiny, one seed), but costs the retained tasks "
-        "0.3-0.55 dB (docs/methods.md)",
+        "0.3-0.55 dB, and one validation seed in three lost 3.3 dB of dehaze: check the "
+        "retained tasks (docs/methods.md)",
     ),
 }
 _SPLIT_REASON = (
