@@ -34,6 +34,8 @@ from forgetir.inference import (
     add_tiling_arguments,
     autocast_dtype,
     forward,
+    gather_shares,
+    shard_indices,
     tiling_options,
 )
 from forgetir.metrics import PROTOCOLS, describe_protocol, psnr_ssim
@@ -97,17 +99,18 @@ def restore(
     was_training = model.training
     model.eval()
     outputs: list[torch.Tensor | None] = [None] * len(images)
+    mine = shard_indices(len(images))  # all of them, unless torchrun's ranks share the work
     try:
-        for idx in _groups(images, batch_size):
-            x = torch.cat([images[i] for i in idx]).to(dev)
+        for idx in _groups([images[i] for i in mine], batch_size):
+            x = torch.cat([images[mine[i]] for i in idx]).to(dev)
             y = forward(model, x, tile, tile_overlap, precision).cpu()
             for k, i in enumerate(idx):
-                outputs[i] = y[k : k + 1]
+                outputs[mine[i]] = y[k : k + 1]
             if on_batch is not None:
                 on_batch(len(idx))
     finally:
         model.train(was_training)
-    return [o for o in outputs if o is not None]
+    return gather_shares(outputs)
 
 
 def score_images(
@@ -424,6 +427,7 @@ def eval_command(args: argparse.Namespace) -> int:
         check_output_file(args.out)
     max_side = args.max_side if args.max_side and args.max_side > 0 else None
     tasks = args.tasks or list(TASKS)
+    amp = autocast_dtype(args.precision, device)  # fp16 on a CPU: refused before any work
     sets = build_test_sets(args.test_set, tasks, max_side, args.root, seed=args.degradation_seed)
     rows: dict[str, dict[str, Metrics]] = {
         INPUT_ROW: evaluate_degraded_input(sets, args.protocol, args.batch_size)
@@ -439,7 +443,6 @@ def eval_command(args: argparse.Namespace) -> int:
         del model
     source = describe_test_sets(sets)
     print(format_table(rows, args.protocol, source))
-    amp = autocast_dtype(args.precision, device)
     if amp is not None:
         print(f"Model forwards in {str(amp).removeprefix('torch.')} autocast (--precision "
               f"{args.precision}); metrics in fp32.")  # fmt: skip

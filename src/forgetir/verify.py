@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -45,12 +46,20 @@ from forgetir.checks.verdict import verdict_for
 from forgetir.data.splits import build_split_datasets, load_manifest
 from forgetir.errors import InputFileError, InvalidInputError
 from forgetir.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
-from forgetir.inference import add_tiling_arguments, tiling_options, tiling_scope
+from forgetir.inference import (
+    PRECISIONS,
+    add_tiling_arguments,
+    autocast_dtype,
+    precision_scope,
+    tiling_options,
+    tiling_scope,
+)
 from forgetir.metrics import describe_protocol
 from forgetir.options import options_from_dict
 from forgetir.provenance import utc_now
 from forgetir.records import FileRecord, ModelMeta, RunRecord, VerificationRecord, json_safe
 from forgetir.runs import MODEL, RUN_JSON, VERIFY_JSON, RunFolder
+from forgetir.runtime import resolve_device
 from forgetir.scenarios import split_candidates
 from forgetir.shipped import resolve_checkpoint
 from forgetir.testbed import evaluation_sets, load_eval_model, model_meta
@@ -344,6 +353,7 @@ def verify_folder(
     recompute_ut: bool = False,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """(Re)compute ``verify.json`` of an unlearning run folder; return the verification.
 
@@ -356,7 +366,8 @@ def verify_folder(
     a line as each stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore
     UT reference logs and fine-tune UT's copy again. ``tile``/``tile_overlap``: restore the
     test images in tiles (:mod:`forgetir.models.tiling`; recorded in ``run.json``); None: as
-    the run did.
+    the run did. ``precision``: autocast of those restorations (``auto``, ``fp32``, ``bf16``,
+    ``fp16``; recorded in ``run.json``); None: as the run did.
     """
     for option, value in (("--relearn-steps", relearn_steps), ("--ain-max-steps", ain_max_steps)):
         if value is not None and value < 0:  # refused before any work
@@ -378,11 +389,16 @@ def verify_folder(
         opts.update(tile=tile, tile_overlap=tile_overlap)
     elif tile_overlap is not None:
         opts.update(tile_overlap=tile_overlap)
+    if precision is not None:
+        opts.update(precision=precision)
     tiling_options(opts.get("tile"), opts.get("tile_overlap"))  # refused before models load
+    # A run from before --precision existed restored in fp32.
+    precision = opts.get("precision", "fp32")
+    autocast_dtype(precision, resolve_device("auto"))  # fp16 on a CPU: refused now
     run = replace(run, options=opts)
     model, before, ut_model, run = _load_models(folder, run, paths, ut, arch)
     tiling = tiling_options(opts.get("tile"), opts.get("tile_overlap"), [before])
-    with tiling_scope(*tiling):
+    with tiling_scope(*tiling), precision_scope(precision):
         return _verify_loaded(
             folder, run, paths, (model, before, ut_model), ut is not None, arch, log, quiet,
             recompute_ut,
@@ -470,13 +486,26 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune UT's copy again instead of reading its reference log",
     )
     add_tiling_arguments(parser, default="the run's own")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="autocast of the test-image restorations (auto: bf16 on a GPU, fp32 on a CPU; "
+        "fp16 needs a GPU); metrics stay fp32 (default: the run's own)",
+    )
     add_threads(parser)
     add_quiet(parser)
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    """``forgetir verify RUN_DIR``: the verdict first, then every figure."""
+    """``forgetir verify RUN_DIR``: the verdict first, then every figure.
+
+    Under torchrun rank 0 verifies alone (its checks fine-tune copies of the models step by
+    step, which does not split between processes); the other ranks return at once."""
     quiet = bool(getattr(args, "quiet", False))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0
+        print("forgetir verify: under torchrun rank 0 verifies alone", flush=True)
     result = verify_folder(
         args.run_dir,
         ut=args.ut,
@@ -488,6 +517,7 @@ def verify_command(args: argparse.Namespace) -> int:
         recompute_ut=bool(getattr(args, "recompute_ut", False)),
         tile=getattr(args, "tile", None),
         tile_overlap=getattr(args, "tile_overlap", None),
+        precision=getattr(args, "precision", None),
     )
     print(summarize(result))
     print(f"wrote {Path(args.run_dir) / VERIFY_JSON}; `forgetir report {args.run_dir}` renders it")

@@ -67,7 +67,15 @@ import torch
 from torch import nn
 
 from forgetir.config import ConfigError
-from forgetir.methods.base import Batch, MethodConfig, UnlearningMethod, l1, psnr_mean, require
+from forgetir.methods.base import (
+    Batch,
+    MethodConfig,
+    UnlearningMethod,
+    batch_noise,
+    l1,
+    psnr_mean,
+    require,
+)
 from forgetir.methods.masking import GradientMask
 from forgetir.methods.registry import register_method
 
@@ -173,9 +181,7 @@ class ProxyRetrain(GradientMask, UnlearningMethod):
             l1(self.model(x_f), self.forget_target(x_f)), params, allow_unused=True
         )
         out_r = self.model(x_r)
-        z = torch.randn(
-            out_r.shape, generator=self.generator, device=self.generator.device, dtype=out_r.dtype
-        ).to(out_r.device)
+        z = batch_noise(torch.randn, out_r.shape, self.generator, out_r.dtype).to(out_r.device)
         g_r = torch.autograd.grad((out_r * z).mean(), params, allow_unused=True)
         zero = [torch.zeros_like(p) for p in params]
         g_f = [z0 if g is None else g for g, z0 in zip(g_f, zero, strict=True)]

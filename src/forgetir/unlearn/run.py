@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
 from torch import nn
 
 from forgetir.checkpoint import weights_file
@@ -18,6 +20,7 @@ from forgetir.data.splits import load_manifest
 from forgetir.errors import InvalidInputError, RunExistsError
 from forgetir.options import UnlearnOptions
 from forgetir.runlock import release, working_folder
+from forgetir.runtime import DistInfo, init_distributed
 from forgetir.seeds import SEED_DIR, format_summary, write_seed_summary
 from forgetir.shipped import resolve_checkpoint
 from forgetir.unlearn.inputs import (
@@ -50,6 +53,11 @@ def run_unlearn(
     Everything is checked before any work (options, the split's source, checkpoints named,
     the output folder). The run is written into a hidden temporary folder beside ``out_dir``
     and moved into place only once complete: a run that fails leaves nothing behind.
+
+    Launched by ``torchrun``, the processes unlearn together (DDP: ``opts.batch_size`` is the
+    global batch, and N processes give one process's weights) and share the test images of
+    the quality tables; rank 0 alone then verifies and writes the folder, and the other ranks
+    return ``{}``.
     """
     check_options(opts)
     if forget and split:
@@ -68,6 +76,37 @@ def run_unlearn(
         load_manifest(split)  # malformed or contradictory: refused now (hashes come later)
     out = Path(out_dir)
     check_run_folder(out)
+    # Under torchrun every rank unlearns (DDP) and scores its share of the test images; only
+    # rank 0 writes the run folder, the others work in a throwaway one (see unlearn_into).
+    group = init_distributed()
+    try:
+        if not group.is_main:
+            with tempfile.TemporaryDirectory(prefix=".forgetir-rank") as scratch:
+                quiet = replace(opts, quiet=True)
+                args = (checkpoint, out, Path(scratch), quiet, forget, split, ut, arch, command)
+                return unlearn_into(*args, data, group)
+        return _unlearn_in_place(
+            checkpoint, out, opts, forget, split, ut, arch, command, data, group
+        )  # fmt: skip
+    finally:
+        if group.created_group and dist.is_initialized():  # left early by a failure
+            dist.destroy_process_group()
+
+
+def _unlearn_in_place(
+    checkpoint: Any,
+    out: Path,
+    opts: UnlearnOptions,
+    forget: list[str] | None,
+    split: str | None,
+    ut: Any,
+    arch: str | None,
+    command: str,
+    data: dict[str, Any] | None,
+    group: DistInfo,
+) -> dict[str, Any]:
+    """Rank 0's part of :func:`run_unlearn`: the run built in a locked working folder beside
+    ``out`` and moved into place once whole."""
     place = out.absolute()  # "--out ." too has a name and a parent to build beside
     made = [p for p in (place, *place.parents) if not p.exists()]
     try:
@@ -76,7 +115,7 @@ def run_unlearn(
         with working_folder(place) as work:
             try:
                 run = unlearn_into(
-                    checkpoint, out, work, opts, forget, split, ut, arch, command, data
+                    checkpoint, out, work, opts, forget, split, ut, arch, command, data, group
                 )
                 (work / "resume.pt").unlink(missing_ok=True)  # unlearn has no --resume
                 release(work)
@@ -112,6 +151,8 @@ def run_unlearn_seeds(
         folder = out / SEED_DIR.format(seed=s)
         run_unlearn(checkpoint, folder, replace(opts, seed=s), **kwargs)
         folders.append(folder)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 writes the summary
+        return {}
     summary = write_seed_summary(out, folders)
     if not opts.quiet:
         print(format_summary(summary))
