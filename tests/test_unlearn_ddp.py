@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import safetensors.torch
 import torch
 
@@ -25,13 +26,15 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_two_process_unlearn_equals_one_process(parent, tmp_path):
-    # accurate-forgetting draws adversarial noise every step: the ranks must draw their rows
-    # of the global batch's noise for the weights to match. promptir-tiny registers modules
-    # its forward never uses (DDP must find unused parameters).
+# accurate-forgetting draws adversarial noise every step: the ranks must draw their rows of the
+# global batch's noise. proxy-retrain (recommended for haze) masks gradients by a saliency
+# computed once from the first batch: the ranks must compute it from the global batch.
+@pytest.mark.parametrize("method", ["accurate-forgetting", "proxy-retrain"])
+def test_two_process_unlearn_equals_one_process(parent, tmp_path, method):
+    # promptir-tiny registers modules its forward never uses (DDP must find unused parameters).
     unlearn = [
         "-m", "forgetir.cli", "unlearn", str(parent), "--forget", "dehaze",
-        "--method", "accurate-forgetting", "--steps", "3", "--batch-size", "4",
+        "--method", method, "--steps", "3", "--batch-size", "4",
         "--patch-size", "32", "--max-side", "32", "--no-verify", "--threads", "1", "--quiet",
     ]  # fmt: skip
     one_dir, two_dir = tmp_path / "one", tmp_path / "two"

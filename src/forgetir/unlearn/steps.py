@@ -106,14 +106,16 @@ def train_method(inp: Inputs, opts: UnlearnOptions, work: Path) -> Trained:
     batches = loader_pair(
         inp.datasets, method, engine.local_batch_size(), opts.seed, rank, world
     )  # fmt: skip
-    first = next(iter(batches(0)))
+    # The method prepares (a saliency mask, say) on the first GLOBAL batch on every rank, as
+    # one process does: the ranks then hold one mask, and N processes one process's weights.
+    first = next(iter(loader_pair(inp.datasets, method, opts.batch_size, opts.seed)(0)))
+    method.prepare(first.get("forget"), first.get("retain"))
 
     def loss_fn(batch: dict[str, Any], step: int, model: nn.Module) -> dict[str, Any]:
         return method.loss(batch.get("forget"), batch.get("retain"), model=model)
 
     # Under torchrun each rank's method draws its rows of the global batch's noise.
     with batch_shard(rank, world):
-        method.prepare(first.get("forget"), first.get("retain"))
         t0 = time.time()
         result = engine.fit(loss_fn, batches, on_step_end=guard)
         wall = time.time() - t0
