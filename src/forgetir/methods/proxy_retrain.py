@@ -78,6 +78,7 @@ from forgetir.methods.base import (
 )
 from forgetir.methods.masking import GradientMask
 from forgetir.methods.registry import register_method
+from forgetir.models.base import collect_aux_losses
 
 FORGET_TARGETS = ("identity", "reference")
 
@@ -244,7 +245,10 @@ class ProxyRetrain(GradientMask, UnlearningMethod):
         delta = {n: torch.zeros_like(p) for n, p in named}
         for _ in range(self.cfg.guard_depth):
             copies = {n: (p.detach() - delta[n]).requires_grad_() for n, p in named}
-            attack = l1(torch.func.functional_call(self.model, copies, (x_f,)), y_f)
+            # The attacker's auxiliary losses (MoCE-IR's routers) stay out of the step's loss:
+            # their graph is freed by the grad below.
+            with collect_aux_losses(self.model):
+                attack = l1(torch.func.functional_call(self.model, copies, (x_f,)), y_f)
             grads = torch.autograd.grad(attack, list(copies.values()), allow_unused=True)
             for (n, _), g in zip(named, grads, strict=True):
                 if g is not None:
