@@ -30,7 +30,7 @@ from torch import nn
 from forgetir.atomic import atomic_json
 from forgetir.degradations import TASKS
 from forgetir.inference import (
-    PRECISIONS,
+    add_precision_argument,
     add_tiling_arguments,
     autocast_dtype,
     forward,
@@ -380,13 +380,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="test images per forward pass (default: 8)",
     )
     add_tiling_arguments(parser)
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="autocast of the model's forward (auto: bf16 on a GPU that has it); metrics are "
-        "fp32 (default: fp32)",
-    )
+    add_precision_argument(parser, "fp32", "fp32")
     add_out(parser, "also write the rows as JSON here", None)
     add_threads(parser)
     add_quiet(parser)

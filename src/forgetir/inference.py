@@ -238,6 +238,18 @@ def add_tiling_arguments(parser: argparse.ArgumentParser, default: str = "whole 
     )
 
 
+def add_precision_argument(parser: argparse.ArgumentParser, default: str | None, text: str) -> None:
+    """``--precision`` (one of :data:`PRECISIONS`), with one help on every command; ``text``
+    says what the default is."""
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=default,
+        help="autocast of the model's forwards (auto: bf16 on a GPU that has it, fp32 on a "
+        f"CPU; fp16 needs a GPU); weights and metrics stay fp32 (default: {text})",
+    )
+
+
 def tiling_options(
     tile: int | None, overlap: int | None, models: Sequence[nn.Module] = ()
 ) -> tuple[int | None, int]:

@@ -47,7 +47,7 @@ from forgetir.data.splits import build_split_datasets, load_manifest
 from forgetir.errors import InputFileError, InvalidInputError
 from forgetir.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
 from forgetir.inference import (
-    PRECISIONS,
+    add_precision_argument,
     add_tiling_arguments,
     autocast_dtype,
     precision_scope,
@@ -486,12 +486,7 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune UT's copy again instead of reading its reference log",
     )
     add_tiling_arguments(parser, default="the run's own")
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="autocast of the test-image restorations (auto: bf16 on a GPU, fp32 on a CPU; "
-        "fp16 needs a GPU); metrics stay fp32 (default: the run's own)",
-    )
+    add_precision_argument(parser, None, "the run's own")
     add_threads(parser)
     add_quiet(parser)
 

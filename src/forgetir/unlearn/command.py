@@ -25,7 +25,7 @@ from forgetir.arguments import (
     max_side_or_none,
 )
 from forgetir.config import parse_override
-from forgetir.inference import PRECISIONS, add_tiling_arguments
+from forgetir.inference import add_precision_argument, add_tiling_arguments
 from forgetir.methods import TARGETS
 from forgetir.methods.recommend import SCHEDULE_DEFAULTS, method_and_schedule
 from forgetir.models.external import register_module_factory
@@ -45,11 +45,6 @@ _CLI_OPTIONS: dict[str, dict[str, Any]] = {
     "lr": {"type": float, "help": "learning rate (default: the method's)"},
     "retain_budget": {"type": float, "metavar": "DB", "help": "max dB a retained task may lose"},
     "forget_floor": {"type": float, "metavar": "DB", "help": "stop at this forget PSNR (dB)"},
-    "precision": {
-        "choices": PRECISIONS,
-        "help": "autocast of the unlearning steps and of every test-image restoration (auto: "
-        "bf16 on a GPU, fp32 on a CPU; fp16 needs a GPU); weights and metrics stay fp32",
-    },
     "mia_reference": {
         "metavar": "CHECKPOINT",
         "help": "a model that never saw the split's images (e.g. the parent of a memorising "
@@ -147,7 +142,8 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser, ("retain_budget", "forget_floor", "mia_reference"))
     add_options(parser, ("test_max_side", "relearn_steps", "ain_max_steps"))
     add_tiling_arguments(parser)  # the same two options as eval's and verify's
-    add_options(parser, ("precision",))
+    # unlearning's steps and every test-image restoration of the run
+    add_precision_argument(parser, UnlearnOptions.precision, UnlearnOptions.precision)
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
     add_int(parser, "--seeds", 1, extra="seed-<s>/ folders")
     parser.add_argument(
