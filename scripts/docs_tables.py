@@ -147,7 +147,9 @@ def sync(write: bool) -> list[str]:
         new = MARK.sub(replace, text)
         if write and new != text:
             path.write_text(new, encoding="utf-8")
-    problems += [f"block {b!r} appears in no docs/*.md file nor README.md" for b in known if b not in seen]
+    problems += [
+        f"block {b!r} appears in no docs/*.md file nor README.md" for b in known if b not in seen
+    ]
     return problems
 
 
