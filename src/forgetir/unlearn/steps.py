@@ -27,6 +27,7 @@ from forgetir.evaluate import (
 )
 from forgetir.figures import write_model_grid
 from forgetir.inference import (
+    current_precision,
     current_tiling,
     precision_scope,
     reuse_outputs,
@@ -166,7 +167,9 @@ def _evaluate_once(
     first: dict[str, Any],
     quiet: bool | None = None,
 ) -> dict[str, Any]:
-    key = (state_hash(model), _test_sets_digest(test_sets), protocol, current_tiling())
+    # The rows depend on how the images were restored: tiles and autocast are in the key.
+    how = (current_tiling(), current_precision())
+    key = (state_hash(model), _test_sets_digest(test_sets), protocol, how)
     if key not in _ROWS:
         outputs: dict[str, Any] = {}
         rows = _evaluate(model, test_sets, protocol, outputs, quiet)
