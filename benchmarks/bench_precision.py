@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from forgetir.options import UnlearnOptions
-from forgetir.runtime import resolve_device
+from forgetir.runtime.process import resolve_device
 from forgetir.unlearn import run_unlearn
 
 GOAL_DB = 0.05  # issue 26: bf16 within 0.05 dB of fp32 on the forget and retained tasks

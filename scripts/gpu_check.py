@@ -44,12 +44,12 @@ from torch import nn
 
 from forgetir.config import OptimConfig, TrainConfig
 from forgetir.engine import Engine
-from forgetir.inference import forward
 from forgetir.methods import create_method
 from forgetir.methods.recommend import method_and_schedule
 from forgetir.models import create_model
 from forgetir.models.base import collect_aux_losses
-from forgetir.runtime import resolve_device
+from forgetir.runtime.process import resolve_device
+from forgetir.scoring.inference import forward
 
 ARCHS = ("promptir", "adair", "moceir")
 MIB = 2**20

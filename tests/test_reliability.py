@@ -287,7 +287,7 @@ def test_a_misbehaving_model_module_is_one_line_before_any_work(tmp_path, capsys
 
 
 def test_eval_refuses_an_image_that_would_not_fit_and_a_tile_makes_it_fit(monkeypatch, capsys):
-    from forgetir import footprint
+    from forgetir.scoring import footprint
 
     monkeypatch.setattr(footprint, "available_bytes", lambda device: 3 << 20)  # 3 MiB free
     argv = ["eval", "shipped:before", "--max-side", "64", "--tasks", "denoise_25"]

@@ -13,6 +13,7 @@ from torch import nn
 
 from forgetir.atomic import check_output_dir
 from forgetir.checkpoint import sha256_file, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint, ut_name_for
 from forgetir.config import DataConfig, check_fields
 from forgetir.data.folders import PairedImages, _listing, image_folder
 from forgetir.data.pipeline import build_sources, make_train_loader, train_tasks
@@ -26,16 +27,15 @@ from forgetir.data.splits import (
 )
 from forgetir.data.testsets import MIXED, TEST_SOURCES, check_max_side
 from forgetir.errors import InvalidInputError, RunExistsError
-from forgetir.fresh import prepare_checkpoint
-from forgetir.inference import autocast_dtype, tiling_options
 from forgetir.methods import get_method
 from forgetir.metrics import PROTOCOLS
 from forgetir.options import UnlearnOptions, option_name
 from forgetir.records import ModelMeta
-from forgetir.runs import RUN_JSON, SPLIT_JSON
-from forgetir.runtime import resolve_device
-from forgetir.shipped import resolve_checkpoint, ut_name_for
-from forgetir.testbed import load_eval_model, model_meta, parent_data_config
+from forgetir.runs.folder import RUN_JSON, SPLIT_JSON
+from forgetir.runs.fresh import prepare_checkpoint
+from forgetir.runs.testbed import load_eval_model, model_meta, parent_data_config
+from forgetir.runtime.process import resolve_device
+from forgetir.scoring.inference import autocast_dtype, tiling_options
 
 
 def check_options(opts: UnlearnOptions) -> UnlearnOptions:

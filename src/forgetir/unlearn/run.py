@@ -17,15 +17,15 @@ from torch import nn
 
 from forgetir.atomic import atomic_json
 from forgetir.checkpoint import sha256_file, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.data.pipeline import resolve_tasks
 from forgetir.data.splits import load_manifest
 from forgetir.errors import InvalidInputError, RunExistsError
 from forgetir.options import UnlearnOptions
-from forgetir.runlock import release, working_folder
-from forgetir.runs import RUN_JSON
-from forgetir.runtime import DistInfo, init_distributed
-from forgetir.seeds import SEED_DIR, format_summary, write_seed_summary
-from forgetir.shipped import resolve_checkpoint
+from forgetir.runs.folder import RUN_JSON
+from forgetir.runs.lock import release, working_folder
+from forgetir.runs.seeds import SEED_DIR, format_summary, write_seed_summary
+from forgetir.runtime.process import DistInfo, init_distributed
 from forgetir.unlearn.inputs import (
     check_options,
     check_run_folder,
@@ -53,7 +53,7 @@ def run_unlearn(
     """Unlearn ``forget`` (tasks) or a split manifest from ``checkpoint``; return run.json.
 
     ``checkpoint`` (and ``ut``) may also be a live ``nn.Module`` or ``"fresh:MODEL"``: it is
-    saved into the run folder first (see :func:`forgetir.fresh.prepare_checkpoint`; ``data``
+    saved into the run folder first (see :func:`forgetir.runs.fresh.prepare_checkpoint`; ``data``
     names the data such a model is said to know).
 
     Everything is checked before any work (options, the split's source, checkpoints named,
@@ -117,7 +117,7 @@ def _unlearn_in_place(
     made = [p for p in (place, *place.parents) if not p.exists()]
     try:
         # Locked while the run works in it: a second run into the same --out is refused,
-        # and only working folders of runs that died are cleaned (see forgetir.runlock).
+        # and only working folders of runs that died are cleaned (see forgetir.runs.lock).
         with working_folder(place) as work:
             try:
                 run = unlearn_into(

@@ -1,7 +1,7 @@
 """How a model restores whole images: in tiles or whole, in fp32 or bf16 autocast.
 
 :func:`forward` is the one call that every whole-image restoration goes through
-(:func:`forgetir.evaluate.restore`, and so evaluation, verification's checks and the image
+(:func:`forgetir.scoring.evaluate.restore`, and so evaluation, verification's checks and the image
 grids). What it does is set per call or, for a whole command, by :func:`tiling_scope` and
 :func:`precision_scope`: a command's ``--tile`` and ``--precision`` then reach the checks that
 restore images deep inside verification without every signature passing them on. Under
@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import contextvars
 import hashlib
@@ -61,7 +60,7 @@ _OUTPUTS: contextvars.ContextVar[dict[tuple, list[torch.Tensor]] | None] = conte
 
 @contextlib.contextmanager
 def tiling_scope(tile: int | None, overlap: int = DEFAULT_OVERLAP) -> Iterator[None]:
-    """Within the block, :func:`forward` (and so :func:`forgetir.evaluate.restore`,
+    """Within the block, :func:`forward` (and so :func:`forgetir.scoring.evaluate.restore`,
     ``evaluate_model`` and every check that restores test images) runs ``tile`` × ``tile``
     tiles overlapping by ``overlap`` pixels (:func:`forgetir.models.tiling.restore_tiled`);
     ``tile=None``: whole images.
@@ -110,8 +109,8 @@ def current_precision() -> str:
 
 @contextlib.contextmanager
 def reuse_outputs() -> Iterator[None]:
-    """Within the block, :func:`forgetir.evaluate.restore` restores a list of images once per
-    model state: the scores, the checks (output gap, anamnesis target, relearning start, UT
+    """Within the block, :func:`forgetir.scoring.evaluate.restore` restores a list of images
+    once per model state: the scores, the checks (output gap, anamnesis target, relearning start, UT
     reference check) and the image grids of a run, and the runs of a demo, read BEFORE's,
     UT's and the unlearned model's outputs from one restoration. An entry is keyed by a digest
     of the model's weights and buffers, of the images' pixels, and the tiling, precision,
@@ -286,41 +285,6 @@ def forward(
     with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         y = model(x) if tile is None else restore_tiled(model, x, tile, overlap)
     return y.float()
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def add_tiling_arguments(parser: argparse.ArgumentParser, default: str = "whole images") -> None:
-    """``--tile N`` and ``--tile-overlap M`` (both default None: see :func:`tiling_options`);
-    ``default`` says what no ``--tile`` means."""
-    parser.add_argument(
-        "--tile",
-        type=int,
-        metavar="N",
-        help="restore each image in N x N tiles with blended overlaps (N snapped down to the "
-        f"model's size multiple): memory bounded by the tile (default: {default})",
-    )
-    parser.add_argument(
-        "--tile-overlap",
-        type=int,
-        metavar="M",
-        dest="tile_overlap",
-        help=f"pixels neighbouring tiles share (default: {DEFAULT_OVERLAP}, a quarter of a "
-        "tile below 128)",
-    )
-
-
-def add_precision_argument(parser: argparse.ArgumentParser, default: str | None, text: str) -> None:
-    """``--precision`` (one of :data:`PRECISIONS`), with one help on every command; ``text``
-    says what the default is."""
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=default,
-        help="autocast of the model's forwards (auto: bf16 on a GPU that has it, fp32 on a "
-        f"CPU; fp16 needs a GPU); weights and metrics stay fp32 (default: {text})",
-    )
 
 
 def tiling_options(
