@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.out)
     max_side = args.max_side if args.max_side and args.max_side > 0 else None
     tasks = args.tasks or list(TASKS)
+    amp = autocast_dtype(args.precision, device)  # fp16 on a CPU: refused before any work
     sets = build_test_sets(args.test_set, tasks, max_side, args.root, seed=args.degradation_seed)
     rows: dict[str, dict[str, Metrics]] = {
         INPUT_ROW: evaluate_degraded_input(sets, args.protocol, args.batch_size)
@@ -137,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
         del model
     source = describe_test_sets(sets)
     print(format_table(rows, args.protocol, source))
-    amp = autocast_dtype(args.precision, device)
     if amp is not None:
         print(f"Model forwards in {str(amp).removeprefix('torch.')} autocast (--precision "
               f"{args.precision}); metrics in fp32.")  # fmt: skip
