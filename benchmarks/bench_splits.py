@@ -21,7 +21,8 @@ Cells are appended to ``--results`` as JSON lines as they finish and are not rer
 Usage:
     PYTHONPATH=src python benchmarks/bench_splits.py [--scenarios deletion class]
         [--methods orbit-consistency finetune accurate-forgetting] [--seeds 0 1 2]
-        [--steps N] [--threads 1] [--results benchmarks/results/bench_splits.jsonl]
+        [--steps N] [--patch-size 32] [--threads 1]
+        [--results benchmarks/results/bench_splits.jsonl]
         [--table-only]
 """
 
@@ -78,28 +79,38 @@ def _class_figures(out: Path) -> dict[str, Any]:
 
 
 def run_cell(
-    scenario: str, method: str, seed: int, work: Path, steps: int | None, threads: int
+    scenario: str,
+    method: str,
+    seed: int,
+    work: Path,
+    given: dict[str, int | None],
+    threads: int,
+    hparams: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from forgetir.methods.recommend import method_and_schedule
     from forgetir.shipped import shipped_split
     from forgetir.unlearn import UnlearnOptions, run_unlearn
 
     before, split_of, ut = SCENARIOS[scenario]
-    _, schedule, _ = method_and_schedule(method, None, {"steps": steps})
+    # the cost goal: 5% of BEFORE's training steps, unless --steps says otherwise
+    given = {**given, "steps": given.get("steps") or BEFORE_STEPS[scenario] * 5 // 100}
+    _, schedule, _ = method_and_schedule(method, None, given)
     deletion = scenario == "deletion"
     opts = UnlearnOptions(
-        method=method, seed=seed, verify=deletion, quiet=True, grids=False, threads=threads,
+        method=method, hparams=dict(hparams or {}), seed=seed, verify=deletion, quiet=True,
+        grids=False, threads=threads,
         relearn_steps=0, ain_max_steps=0, mia_reference=MIA_REFERENCE if deletion else None,
         **schedule,
     )  # fmt: skip
-    out = work / f"{scenario}-{method}-{seed}"
+    label = " ".join([method, *(f"{k}={v}" for k, v in (hparams or {}).items())])
+    out = work / f"{scenario}-{label.replace(' ', '_')}-{seed}"
     t0 = time.time()
     run_unlearn(before, out, opts, split=str(shipped_split(split_of)), ut=ut)
     wall = time.time() - t0
     figures = _deletion_figures(out) if deletion else _class_figures(out)
     return {
         "scenario": scenario,
-        "method": method,
+        "method": label,
         "seed": seed,
         **schedule,
         "cost_steps_pct": 100.0 * schedule["steps"] / BEFORE_STEPS[scenario],
@@ -179,8 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=None, help="default: the method's schedule")
+    p.add_argument("--steps", type=int, default=None, help="default: 5%% of BEFORE's steps")
+    # the scenario images are 32x32: a larger patch is not the images BEFORE was trained on
+    p.add_argument("--patch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--hparams",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method hyperparameters (one method at a time); named in the row",
+    )
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/bench_splits.jsonl"))
     p.add_argument("--table-only", action="store_true", help="print the table; run nothing")
     args = p.parse_args(argv)
@@ -191,15 +211,22 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+        from forgetir.config import parse_override
+
+        hparams = dict(parse_override(h) for h in args.hparams)
         done = {(r["scenario"], r["method"], r["seed"]) for r in rows}
         args.results.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             for scenario in args.scenarios:
                 for method in args.methods:
                     for seed in args.seeds:
-                        if (scenario, method, seed) in done:
+                        label = " ".join([method, *args.hparams])
+                        if (scenario, label, seed) in done:
                             continue
-                        row = run_cell(scenario, method, seed, Path(tmp), args.steps, args.threads)
+                        given = {"steps": args.steps, "patch_size": args.patch_size}
+                        row = run_cell(
+                            scenario, method, seed, Path(tmp), given, args.threads, hparams
+                        )
                         rows.append(row)
                         with args.results.open("a") as f:
                             f.write(json.dumps(row) + "\n")
