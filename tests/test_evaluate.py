@@ -184,3 +184,45 @@ def test_eval_command_tiles_and_records_it(tmp_path, capsys):
     assert main([*args, "--tile", "16", "--out", str(out)]) == 0
     assert "Restored in 16x16 tiles" in capsys.readouterr().out
     assert json.loads(out.read_text())["tiling"] == {"tile": 16, "overlap": 4}
+
+
+class _Counting(nn.Conv2d):
+    """A 1x1 convolution that counts the images it restores."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 3, 1)
+        self.images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += x.shape[0]
+        return super().forward(x)
+
+
+def test_reuse_outputs_restores_each_image_once_per_model_state():
+    from forgetir.evaluate import restore
+    from forgetir.inference import reuse_outputs
+
+    net, xs = _Counting().eval(), [torch.rand(1, 3, 8, 8) for _ in range(3)]
+    plain = restore(net, xs)
+    assert net.images == 3
+    with reuse_outputs():
+        first = restore(net, xs)
+        again = restore(net, [x.clone() for x in xs])  # equal pixels: the same images
+        assert net.images == 6
+        assert all(
+            torch.equal(a, b) and torch.equal(a, p)
+            for a, b, p in zip(first, again, plain, strict=True)
+        )
+        again[0].zero_()  # a caller writing into its outputs does not change the stored ones
+        assert torch.equal(restore(net, xs)[0], first[0])
+        with torch.no_grad():
+            net.weight.mul_(2)  # another model state: restored anew
+        assert not torch.equal(restore(net, xs)[0], first[0]) and net.images == 9
+        restore(net, xs[:2])  # other images: restored anew
+        assert net.images == 11
+        net.train()  # a model being fine-tuned is never cached
+        restore(net, xs)
+        restore(net, xs)
+        assert net.images == 17 and net.training
+    restore(net.eval(), xs)  # outside the block: restored every time
+    assert net.images == 20

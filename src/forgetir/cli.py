@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import signal
 import sys
@@ -225,6 +226,18 @@ def _run(args: argparse.Namespace, command: Callable[[argparse.Namespace], int |
         # keeps its traceback.
         message = " ".join(str(e).split("\n"))
         print(f"forgetir {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # A full disk is the machine's state, not a bug: one line naming the file. Atomic
+        # writes and a run's working folder were already undone on the way out.
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        print(
+            f"forgetir {args.command}: error: no space left on the device{where} "
+            f"({e.strerror or e}); free some space or write elsewhere (--out)",
+            file=sys.stderr,
+        )
         return 2
 
 

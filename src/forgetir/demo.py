@@ -88,8 +88,7 @@ def demo_methods(forget: str, given: Sequence[str] | None) -> list[tuple[str, st
 def demo_command(args: argparse.Namespace) -> int:
     import torch
 
-    from forgetir.methods.recommend import method_and_schedule
-    from forgetir.report import write_report
+    from forgetir.inference import reuse_outputs
 
     base = Path(args.out) if args.out else _fresh(Path("runs") / "demo")
     methods = demo_methods(args.forget, args.methods)
@@ -100,31 +99,39 @@ def demo_command(args: argparse.Namespace) -> int:
         f"(torch threads: {torch.get_num_threads()})"
     )
     runs: dict[str, Path] = {}
-    for method, why in methods:
-        print(f"\n== {method} ({why})")
-        # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
-        _, schedule, _ = method_and_schedule(method, [args.forget], {"steps": args.steps})
-        steps, patch = schedule["steps"], schedule["patch_size"]
-        opts = options_from_args(args, method=method, **schedule)
-        out = base / method
-        run_unlearn(
-            "shipped:before",
-            out,
-            opts,
-            forget=[args.forget],
-            command=f"forgetir unlearn shipped:before --forget {args.forget} --method {method} "
-            f"--target {args.target} --steps {steps} --batch-size {schedule['batch_size']} "
-            f"--patch-size {patch} --max-side "
-            f"{args.test_max_side} --relearn-steps {args.relearn_steps} --ain-max-steps "
-            f"{args.ain_max_steps}",
-        )
-        write_report(out)
-        runs[method] = out
+    with reuse_outputs():  # BEFORE and UT restore each test image once for all the runs
+        for method, why in methods:
+            runs[method] = _demo_run(args, method, why, base / method)
     print("\n" + side_by_side(runs, args.forget))
     print(f"done in {time.time() - t0:.0f} s. Reports:")
     for method, out in runs.items():
         print(f"  {method}: {(out / 'report.html').resolve()}")
     return 0
+
+
+def _demo_run(args: argparse.Namespace, method: str, why: str, out: Path) -> Path:
+    """One method's run of the demo into ``out``, with its report."""
+    from forgetir.methods.recommend import method_and_schedule
+    from forgetir.report import write_report
+
+    print(f"\n== {method} ({why})")
+    # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
+    _, schedule, _ = method_and_schedule(method, [args.forget], {"steps": args.steps})
+    steps, patch = schedule["steps"], schedule["patch_size"]
+    opts = options_from_args(args, method=method, **schedule)
+    run_unlearn(
+        "shipped:before",
+        out,
+        opts,
+        forget=[args.forget],
+        command=f"forgetir unlearn shipped:before --forget {args.forget} --method {method} "
+        f"--target {args.target} --steps {steps} --batch-size {schedule['batch_size']} "
+        f"--patch-size {patch} --max-side "
+        f"{args.test_max_side} --relearn-steps {args.relearn_steps} --ain-max-steps "
+        f"{args.ain_max_steps}",
+    )
+    write_report(out)
+    return out
 
 
 def side_by_side(runs: dict[str, Path], forget: str) -> str:

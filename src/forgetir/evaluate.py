@@ -33,6 +33,9 @@ from forgetir.inference import (
     PRECISIONS,
     add_tiling_arguments,
     autocast_dtype,
+    cached_outputs,
+    current_precision,
+    current_tiling,
     forward,
     tiling_options,
 )
@@ -94,20 +97,40 @@ def restore(
         (3, torch.Size([1, 3, 8, 8]))
     """
     dev = _device(device, model)
-    was_training = model.training
-    model.eval()
-    outputs: list[torch.Tensor | None] = [None] * len(images)
-    try:
-        for idx in _groups(images, batch_size):
-            x = torch.cat([images[i] for i in idx]).to(dev)
-            y = forward(model, x, tile, tile_overlap, precision).cpu()
-            for k, i in enumerate(idx):
-                outputs[i] = y[k : k + 1]
-            if on_batch is not None:
-                on_batch(len(idx))
-    finally:
-        model.train(was_training)
-    return [o for o in outputs if o is not None]
+    scoped_tile, scoped_overlap = current_tiling()
+    how = (
+        scoped_tile if tile is None else tile,
+        scoped_overlap if tile_overlap is None else tile_overlap,
+        current_precision() if precision is None else precision,
+        str(dev),
+        batch_size,  # another batching may round differently: the very same call only
+    )
+
+    restored = 0  # images restored by this call (none when the outputs were reused)
+
+    def compute() -> list[torch.Tensor]:
+        nonlocal restored
+        was_training = model.training
+        model.eval()
+        outputs: list[torch.Tensor | None] = [None] * len(images)
+        try:
+            for idx in _groups(images, batch_size):
+                x = torch.cat([images[i] for i in idx]).to(dev)
+                y = forward(model, x, tile, tile_overlap, precision).cpu()
+                for k, i in enumerate(idx):
+                    outputs[i] = y[k : k + 1]
+                restored += len(idx)
+                if on_batch is not None:
+                    on_batch(len(idx))
+        finally:
+            model.train(was_training)
+        return [o for o in outputs if o is not None]
+
+    # Within forgetir.inference.reuse_outputs(), the same model on the same images once.
+    outputs = cached_outputs(model, images, how, compute)
+    if on_batch is not None and not restored and outputs:
+        on_batch(len(outputs))  # reused: the progress still counts them
+    return outputs
 
 
 def score_images(
@@ -408,13 +431,16 @@ def eval_command(args: argparse.Namespace) -> int:
     from forgetir.atomic import check_output_file
     from forgetir.checkpoint import load_model, weights_file
     from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, check_range
-    from forgetir.data.testsets import build_test_sets
+    from forgetir.data.testsets import MIXED, build_test_sets, check_max_side
+    from forgetir.footprint import check_fits, test_image_shapes
     from forgetir.runtime import resolve_device
     from forgetir.shipped import resolve_checkpoint
 
     # Every option is checked before any model is loaded or image read.
     check_range("--batch-size", args.batch_size, AT_LEAST_ONE)
     check_range("--max-side", args.max_side, NON_NEGATIVE)
+    if args.test_set in ("photos", MIXED):
+        check_max_side(args.max_side, "--max-side")
     tile, overlap = tiling_options(args.tile, args.tile_overlap)
     device = resolve_device(args.device, option="--device")
     paths = [resolve_checkpoint(c) for c in args.checkpoints]
@@ -432,6 +458,7 @@ def eval_command(args: argparse.Namespace) -> int:
         model = load_model(path, arch=args.arch, map_location=device)
         if tile is not None:
             tiling_options(tile, overlap, [model])  # the tile fits this model's size multiple
+        check_fits([model], test_image_shapes(sets), tile, device)  # before any restoring
         rows[name] = evaluate_model(
             model, sets, args.protocol, device, args.batch_size, label=f"evaluate {name}",
             tile=tile, tile_overlap=overlap, precision=args.precision,

@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -43,6 +44,10 @@ _TILING: contextvars.ContextVar[tuple[int | None, int]] = contextvars.ContextVar
 )
 _PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar(
     "forgetir_precision", default="fp32"
+)
+# Outputs already restored in the enclosing reuse_outputs() block, by what they depend on.
+_OUTPUTS: contextvars.ContextVar[dict[tuple, list[torch.Tensor]] | None] = contextvars.ContextVar(
+    "forgetir_outputs", default=None
 )
 
 
@@ -93,6 +98,74 @@ def precision_scope(precision: str) -> Iterator[None]:
 def current_precision() -> str:
     """The precision of the enclosing :func:`precision_scope` (``"fp32"`` outside one)."""
     return _PRECISION.get()
+
+
+@contextlib.contextmanager
+def reuse_outputs() -> Iterator[None]:
+    """Within the block, :func:`forgetir.evaluate.restore` restores a list of images once per
+    model state: the scores, the checks (output gap, anamnesis target, relearning start, UT
+    reference check) and the image grids of a run, and the runs of a demo, read BEFORE's,
+    UT's and the unlearned model's outputs from one restoration. An entry is keyed by a digest
+    of the model's weights and buffers, of the images' pixels, and the tiling, precision,
+    device and batch size, so a changed model or image is restored anew; a model in training
+    mode (being fine-tuned) is never cached. A block inside another shares the outer block's.
+
+    Example:
+        >>> calls = []
+        >>> def compute():
+        ...     calls.append(1)
+        ...     return [torch.zeros(1, 3, 4, 4)]
+        >>> net, xs = torch.nn.Identity().eval(), [torch.ones(1, 3, 4, 4)]
+        >>> with reuse_outputs():
+        ...     _ = [cached_outputs(net, xs, (None, 32, "fp32", "cpu", 8), compute) for _ in "ab"]
+        >>> len(calls)
+        1
+    """
+    if _OUTPUTS.get() is not None:
+        yield
+        return
+    token = _OUTPUTS.set({})
+    try:
+        yield
+    finally:
+        _OUTPUTS.reset(token)
+
+
+def tensors_digest(tensors: Sequence[torch.Tensor], prefix: bytes = b"") -> str:
+    """SHA-256 of ``prefix`` and tensors' shapes, dtypes and values, in order.
+
+    Example:
+        >>> len(tensors_digest([torch.zeros(2)]))
+        64
+    """
+    h = hashlib.sha256(prefix)
+    for t in tensors:
+        h.update(f"{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_outputs(
+    model: nn.Module,
+    images: Sequence[torch.Tensor],
+    how: tuple,
+    compute: Callable[[], list[torch.Tensor]],
+) -> list[torch.Tensor]:
+    """``compute()`` (``model``'s outputs for ``images``, restored as ``how`` says: tiling,
+    precision, device, batch size), or the outputs of the same call earlier in the enclosing
+    :func:`reuse_outputs` block. Outside one, or for a model in training mode: ``compute()``."""
+    store = _OUTPUTS.get()
+    if store is None or model.training:
+        return compute()
+    state = model.state_dict()
+    names = repr(sorted(state)).encode()
+    weights = tensors_digest([state[k] for k in sorted(state)], names)
+    # The module tree's repr too: two architectures can hold tensors of the same names and shapes.
+    arch = hashlib.sha256(repr(model).encode()).hexdigest()
+    key = (type(model).__qualname__, arch, weights, tensors_digest(images), how)
+    if key not in store:
+        store[key] = compute()
+    return [o.clone() for o in store[key]]  # a caller may write into its outputs
 
 
 def check_precision(precision: str, option: str = "--precision") -> str:

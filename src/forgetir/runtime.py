@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from forgetir.config import ConfigError
-from forgetir.errors import DeviceError
+from forgetir.errors import DeviceError, InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,47 @@ def resolve_device(name: str, local_rank: int = 0, option: str = "train.device")
     return torch.device("cuda", index)
 
 
+def _env_int(name: str, default: int, least: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise InvalidInputError(
+            f"environment variable {name}={raw!r} is out of range; valid: an integer >= {least}"
+        )
+    return value
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """``(world size, rank, local rank)`` from torchrun's environment, checked before any
+    work: integers, ``RANK`` set whenever ``WORLD_SIZE`` > 1 and below it.
+
+    Example:
+        >>> distributed_env()  # not launched by torchrun
+        (1, 0, 0)
+    """
+    world = _env_int("WORLD_SIZE", 1, 1)
+    if world == 1:
+        return 1, 0, 0
+    if "RANK" not in os.environ:
+        raise InvalidInputError(
+            f"environment variable WORLD_SIZE={world} is set but RANK is not: launch "
+            "distributed runs with torchrun (e.g. torchrun --nproc_per_node 2 -m forgetir.cli "
+            "train ...), or unset WORLD_SIZE for one process"
+        )
+    rank = _env_int("RANK", 0, 0)
+    if rank >= world:
+        raise InvalidInputError(
+            f"environment variable RANK={rank} is out of range; valid: 0..{world - 1} "
+            f"(WORLD_SIZE={world})"
+        )
+    return world, rank, _env_int("LOCAL_RANK", 0, 0)
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group described by torchrun's environment, if there is one.
 
@@ -84,16 +125,9 @@ def init_distributed(device: str = "auto") -> DistInfo:
         >>> init_distributed("cpu").world_size  # not launched by torchrun
         1
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world, rank, local_rank = distributed_env()
     if world <= 1:
         return DistInfo()
-    if "RANK" not in os.environ:
-        raise RuntimeError(
-            "WORLD_SIZE is set but RANK is not: launch distributed runs with torchrun "
-            "(e.g. torchrun --nproc_per_node 2 -m forgetir.cli train ...)"
-        )
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, False)
     dev = resolve_device(device, local_rank)

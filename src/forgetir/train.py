@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shlex
 import shutil
 import sys
@@ -57,6 +56,7 @@ from forgetir.evaluate import (
 )
 from forgetir.models import create_model
 from forgetir.runlock import hold
+from forgetir.runtime import distributed_env
 from forgetir.shipped import resolve_checkpoint
 
 POOL_MANIFEST = "train_pool.json"
@@ -139,7 +139,12 @@ def run_train(
         "tasks": tasks,
         "excluded": [t for t in cfg.data.tasks if t not in tasks],
     }
-    engine = Engine(model, cfg.optim, cfg.train, out, config=config, meta=meta, quiet=quiet)
+    # What a resumed run must match: the config and, with data.split, the manifest's bytes
+    # (an edited manifest would change the images trained on mid-run).
+    identity = config
+    if cfg.data.split:
+        identity = {**config, "inputs": {"data.split sha256": sha256_file(cfg.data.split)}}
+    engine = Engine(model, cfg.optim, cfg.train, out, config=identity, meta=meta, quiet=quiet)
     existing = _entries(out)
     # One process trains into a folder at a time (the main rank holds its lock): a second
     # `forgetir train --out` the same folder is refused, naming the first.
@@ -318,13 +323,14 @@ def _command_line(args: argparse.Namespace, out: Path) -> str:
         parts.append("--resume")
     parts += list(args.overrides)
     prefix = ""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        prefix = f"torchrun (world size {os.environ['WORLD_SIZE']}): "
+    if (world := distributed_env()[0]) > 1:
+        prefix = f"torchrun (world size {world}): "
     return prefix + shlex.join(parts)
 
 
 def train_command(args: argparse.Namespace) -> int:
     """``forgetir train``: load the config, apply overrides and ``--exclude``, run."""
+    distributed_env()  # WORLD_SIZE without RANK...: refused before any work
     cfg = load_config(args.config, args.overrides)
     if args.threads is not None:  # the same setting as train.threads=N
         cfg.train.threads = args.threads

@@ -1,4 +1,4 @@
-"""Anamnesis index AIN = steps(unlearned) / steps(UT) (design notes, section 8): fine-tuning
+"""Anamnesis index AIN = steps(unlearned) / steps(UT) (docs/proof.md, "The checks"): fine-tuning
 steps until the forget L1 is within ``tol`` of BEFORE's. AIN ~ 1 is ideal; AIN << 1 means the
 knowledge was only hidden and comes straight back.
 

@@ -1,6 +1,6 @@
 """The interface every proof check implements, the context they read, and shared helpers.
 
-A check is one figure of the proof of forgetting (design notes, section 8). It says whether it
+A check is one figure of the proof of forgetting (docs/proof.md, "The checks"). It says whether it
 :meth:`~Check.applies` to a run, :meth:`~Check.compute`\\ s its result (a JSON-ready mapping that
 names its metric and data), gives a one-line :meth:`~Check.summary`, its
 :meth:`~Check.figures` for the audit manifest, and :meth:`~Check.render`\\ s itself into the

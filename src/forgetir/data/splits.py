@@ -53,6 +53,7 @@ from forgetir.data.manifest import (
     load_manifest,
     manifest_sha256,
     save_manifest,
+    validate_manifest,
     verify_manifest,
 )
 from forgetir.data.pipeline import SOURCES, build_sources, resolve_tasks, train_tasks
@@ -160,7 +161,9 @@ def make_split(
         manifest.update(_class_parts(data, forget, seed, held_out, held_out_fraction))
     else:
         manifest.update(_instance_parts(data, forget, seed, held_out, held_out_fraction))
-    return manifest
+    return validate_manifest(
+        manifest, f"the {by} split"
+    )  # e.g. a retained copy of a forgotten image
 
 
 def _degradation_parts(
