@@ -78,6 +78,11 @@ def _class_figures(out: Path) -> dict[str, Any]:
     }
 
 
+def cell_label(method: str, hparams: dict[str, Any] | None) -> str:
+    """The method and its hyperparameters as the results name them."""
+    return " ".join([method, *(f"{k}={v}" for k, v in (hparams or {}).items())])
+
+
 def run_cell(
     scenario: str,
     method: str,
@@ -102,7 +107,7 @@ def run_cell(
         relearn_steps=0, ain_max_steps=0, mia_reference=MIA_REFERENCE if deletion else None,
         **schedule,
     )  # fmt: skip
-    label = " ".join([method, *(f"{k}={v}" for k, v in (hparams or {}).items())])
+    label = cell_label(method, hparams)
     out = work / f"{scenario}-{label.replace(' ', '_')}-{seed}"
     t0 = time.time()
     run_unlearn(before, out, opts, split=str(shipped_split(split_of)), ut=ut)
@@ -220,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             for scenario in args.scenarios:
                 for method in args.methods:
                     for seed in args.seeds:
-                        label = " ".join([method, *args.hparams])
-                        if (scenario, label, seed) in done:
+                        if (scenario, cell_label(method, hparams), seed) in done:
                             continue
                         given = {"steps": args.steps, "patch_size": args.patch_size}
                         row = run_cell(

@@ -124,3 +124,10 @@ def test_dihedral_needs_square_patches_and_config_is_checked(tiny):
         _method(tiny(), ops="rotations")
     with pytest.raises(ConfigError, match="must be >= 0"):
         _method(tiny(), w_level=-1.0)
+
+
+def test_the_class_configuration_is_the_same_loss_with_its_own_defaults(tiny):
+    m = create_method("orbit-consistency-class", tiny())
+    assert (m.cfg.w_f, m.cfg.w_r, m.cfg.retain_orbit) == (4.0, 16.0, False)
+    b = make_batch(1, size=16)
+    assert torch.isfinite(m.loss(b, b)["loss"])
