@@ -136,6 +136,10 @@ def _ms_plain(values: list[float], fmt: str = ".3f") -> str:
     return f"{statistics.mean(values):{fmt}} ± {statistics.stdev(values):{fmt}}"
 
 
+def _cost(row: dict[str, Any]) -> str:
+    return f"{row['steps']} × {row['batch_size']} ({row['cost_steps_pct']:.0f}%)"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown tables (mean ± sd over seeds) of the deletion and the class cells."""
     out = []
@@ -149,8 +153,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"deleted − non-member PSNR gap (UT {ut['gap_db']:+.2f} dB), and the kept "
             "training images' and the non-members' PSNR change vs BEFORE (dB).",
             "",
-            "| method | steps (% of BEFORE's) | seeds | AUC | AUC − UT | gap (dB) | gap − UT "
-            "| kept − BEFORE | non-members − BEFORE |",
+            "| method | steps × batch (% of BEFORE's steps) | seeds | AUC | AUC − UT | gap (dB) "
+            "| gap − UT | kept − BEFORE | non-members − BEFORE |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for method in dict.fromkeys(r["method"] for r in dele):
@@ -161,7 +165,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             kept = [x["psnr"]["kept"] - before["psnr"]["kept"] for x in f]
             non = [x["psnr"]["nonmembers"] - before["psnr"]["nonmembers"] for x in f]
             out.append(
-                f"| {method} | {rs[0]['steps']} ({rs[0]['cost_steps_pct']:.0f}%) | {len(rs)} "
+                f"| {method} | {_cost(rs[0])} | {len(rs)} "
                 f"| {_ms_plain(auc)} | {_ms([a - ut['auc'] for a in auc])} | {_ms(gap)} "
                 f"| {_ms([g - ut['gap_db'] for g in gap])} | {_ms(kept)} | {_ms(non)} |"
             )
@@ -173,7 +177,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             "change vs BEFORE (dB) on 32 held-out 64x64 images per class; UT "
             "(`class-ut-motif`) loses 1.80 dB on motif denoise σ25 (content-class section).",
             "",
-            "| method | steps (% of BEFORE's) | seeds | "
+            "| method | steps × batch (% of BEFORE's steps) | seeds | "
             + " | ".join(f"{c} {t}" for c in CLASSES for t in CLASS_TASKS)
             + " |",
             "|---|---|---|" + "---|" * (len(CLASSES) * len(CLASS_TASKS)),
@@ -181,11 +185,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         for method in dict.fromkeys(r["method"] for r in cls):
             rs = [r for r in cls if r["method"] == method]
             cells = [_ms([r["figures"][c][t] for r in rs]) for c in CLASSES for t in CLASS_TASKS]
-            out.append(
-                f"| {method} | {rs[0]['steps']} ({rs[0]['cost_steps_pct']:.0f}%) | {len(rs)} | "
-                + " | ".join(cells)
-                + " |"
-            )
+            out.append(f"| {method} | {_cost(rs[0])} | {len(rs)} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
