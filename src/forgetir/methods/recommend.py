@@ -54,15 +54,15 @@ RECOMMENDED: dict[str, tuple[str, str]] = {
 SPLITS: dict[str, tuple[str, str]] = {
     "instances": (
         "orbit-consistency",
-        "on the deletion request it brings the deleted images to the non-members' level "
-        "(calibrated membership AUC 0.48 against UT's 0.54, the seed paper's method 0.36) at 5% "
-        "of training, but costs the kept training images about 1.5 dB; it needs a model trained "
-        "without flips/rotations (docs/results.md)",
+        "on the deletion request it brings the deleted images down to the non-members' level "
+        "(calibrated membership AUC 0.48 against UT's 0.54; the seed paper's method 0.18, "
+        "fine-tuning 1.00, same budget) at 5% of training, but costs the kept training images "
+        "1.5-1.9 dB; it needs a model trained without flips/rotations (docs/results.md)",
     ),
     "class": (
         "orbit-consistency-class",
-        "on the content class it loses 1.1 dB of the forgotten class (UT 1.8 dB) with the other "
-        "classes within 0.1 dB, at 5% of training; it needs a model trained without "
+        "on the content class it takes 1.1 dB off the forgotten class (UT 1.8 dB), the other "
+        "classes within about 0.1 dB, at 5% of training; it needs a model trained without "
         "flips/rotations (docs/results.md)",
     ),
 }
