@@ -273,6 +273,10 @@ def load_inputs(
     if opts.clean_source is not None:
         sources = (clean_source_images(opts.clean_source, parent_data, opts.seed), {})
     datasets = build_split_datasets(manifest, opts.patch_size, seed=opts.seed, sources=sources)
+    for dataset in datasets.values():
+        # Flips/rotations as BEFORE was trained: a model trained on each image in one orientation
+        # (data.augment=false) has memorised that orientation, and only that one is its data.
+        dataset.augment = parent_data.augment
     if ut is None and forget_tasks:
         ut = ut_name_for(forget_tasks, str(checkpoint))  # a shipped BEFORE's own UT, if any
     # A published UT .ckpt needs --arch.
