@@ -6,7 +6,9 @@ gets a ``methods/`` cell, and with that method's cells filtered out the plans ha
 the old pins. A new method changes these hashes; re-pin after checking the same way.
 Re-pinned "paper" and "paper-noroot" when reproduce's ``--ut KIND=PATH`` became ``--ut-KIND``:
 with the note's "--ut-instances PATH" written back as "--ut instances=PATH" they hash exactly
-to the old pins."""
+to the old pins.
+Re-pinned when ``proxy-retrain-full`` was registered: with its ``methods/`` cell filtered out
+every plan hashed exactly to the previous pins."""
 
 import dataclasses
 import hashlib
@@ -36,14 +38,14 @@ CASES = {
 }
 
 PINNED = {
-    "cpu": "f3c9fe8b2721b2a0bc4e948c819733c41caea228a501472d4bdd272b9e74491e",
-    "cpu-retrain": "be3b433c852c9d46a96ed3dac3335632f00d14d00522f48192675ad7eeacd601",
-    "cpu-seeds1-steps": "9d432c070c05620a675ba3822f4f003f26033f27f3202f4cb752d5355c724fc4",
-    "cpu-ut": "ebd235ebcd46ea17da4ab41b8542f1a131694474a9fa8e7c8fbe086ec86bd946",
-    "paper": "2d0e3c26b49536e1131cee556bbeaec0b9116bf74f6ee89250458e34bf2c791c",
-    "paper-noroot": "ac96c0a5bc92c0dd5b6a5049cc18b519b3b9eda797efd80b6b058a3746ab93a6",
-    "paper-retrain": "d6edf33b17362c5750c1b67ba0ca32f0c5f6931c8f876a8df16ab590a0cf5ddb",
-    "paper-ut-inst": "5b86a49fad6d74be83932b181878effebc0c8017f9664ce99d581fd3889f5e0f",
+    "cpu": "c2f37305500c21df860a03bc74ac27902203340d4bf5da28ea14a1fdedb75259",
+    "cpu-retrain": "43bc71a9408da2c0d5acc379dfa205d9fc1bb20110ab4b04eb98c529a2188692",
+    "cpu-seeds1-steps": "d69a8b2f1b1bfc7214044e9f981d3a3d8685412ad2cd2ff131d723199119b1e8",
+    "cpu-ut": "f063713ce54013bb61e79f76572f2ef65a3dca19ac9e0a613948a8b8e0995afd",
+    "paper": "4a676d384f3375810f151853b6a850be7fe1fec5cb714b7daf67e19325f85872",
+    "paper-noroot": "6e15b315d7b700f8d2d4a1e4def970f10648ae25a2c83af5d05ff1bc2f52a585",
+    "paper-retrain": "199fba97417094ec5b5d63e614c94d96b90e8c4f468036af4579aaf7ac118951",
+    "paper-ut-inst": "68f72ed348061eef5aa912832cd80aa8a1dd112b9b9c07b0ba26eecb387856a4",
 }
 
 
