@@ -188,6 +188,26 @@ def test_deeper_guard_takes_each_simulated_step_from_where_the_last_left_by_hand
     assert m.loss(forget, retain)["guard_l1"] == pytest.approx(float(guard), rel=1e-5)
 
 
+def test_guard_on_a_model_with_auxiliary_losses_backpropagates():
+    """MoCE-IR records its routers' balance loss on every training forward: the guard's
+    simulated attacker forwards (whose graph its own grad frees) must not add theirs."""
+    from forgetir.models import create_model
+    from forgetir.models.base import collect_aux_losses
+
+    torch.manual_seed(0)
+    model = create_model("moceir-tiny")
+    method = create_method("proxy-retrain", model, None, {"guard_step": 1e-3}, "retrain-like")
+    g = torch.Generator().manual_seed(0)
+    batch = {"degraded": torch.rand(2, 3, 32, 32, generator=g)}
+    batch["clean"] = batch["degraded"].clone()
+    method.prepare(batch, batch)
+    with collect_aux_losses(model) as aux:
+        out = method.loss(batch, batch)
+    # the step's forward and the guard's forward through θ - δ; not the attacker's (3 before)
+    assert len(aux) == 2
+    (out["loss"] + sum(aux)).backward()
+
+
 def test_content_target_is_the_input_plus_what_before_does_to_the_clean_image_by_hand(tiny):
     forget, retain = make_batch(1), make_batch(2, task="derain")
     m = _method(tiny, forget_target="content", w_f=1.0, keep_ratio=1.0)

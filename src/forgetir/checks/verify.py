@@ -51,8 +51,14 @@ from forgetir.provenance import utc_now
 from forgetir.records import FileRecord, ModelMeta, RunRecord, VerificationRecord, json_safe
 from forgetir.runs.folder import MODEL, RUN_JSON, VERIFY_JSON, RunFolder
 from forgetir.runs.testbed import evaluation_sets, load_eval_model, model_meta
+from forgetir.runtime.process import resolve_device
 from forgetir.scoring.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
-from forgetir.scoring.inference import tiling_options, tiling_scope
+from forgetir.scoring.inference import (
+    autocast_dtype,
+    precision_scope,
+    tiling_options,
+    tiling_scope,
+)
 
 NO_UT = "none"  # `--ut none`: the UT-free verdict
 
@@ -341,6 +347,7 @@ def verify_folder(
     recompute_ut: bool = False,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """(Re)compute ``verify.json`` of an unlearning run folder; return the verification.
 
@@ -353,7 +360,8 @@ def verify_folder(
     a line as each stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore
     UT reference logs and fine-tune UT's copy again. ``tile``/``tile_overlap``: restore the
     test images in tiles (:mod:`forgetir.models.tiling`; recorded in ``run.json``); None: as
-    the run did.
+    the run did. ``precision``: autocast of those restorations (``auto``, ``fp32``, ``bf16``,
+    ``fp16``; recorded in ``run.json``); None: as the run did.
     """
     for option, value in (("--relearn-steps", relearn_steps), ("--ain-max-steps", ain_max_steps)):
         if value is not None and value < 0:  # refused before any work
@@ -375,11 +383,16 @@ def verify_folder(
         opts.update(tile=tile, tile_overlap=tile_overlap)
     elif tile_overlap is not None:
         opts.update(tile_overlap=tile_overlap)
+    if precision is not None:
+        opts.update(precision=precision)
     tiling_options(opts.get("tile"), opts.get("tile_overlap"))  # refused before models load
+    # A run from before --precision existed restored in fp32.
+    precision = opts.get("precision", "fp32")
+    autocast_dtype(precision, resolve_device("auto"))  # fp16 on a CPU: refused now
     run = replace(run, options=opts)
     model, before, ut_model, run = _load_models(folder, run, paths, ut, arch)
     tiling = tiling_options(opts.get("tile"), opts.get("tile_overlap"), [before])
-    with tiling_scope(*tiling):
+    with tiling_scope(*tiling), precision_scope(precision):
         return _verify_loaded(
             folder, run, paths, (model, before, ut_model), ut is not None, arch, log, quiet,
             recompute_ut,

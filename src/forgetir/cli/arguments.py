@@ -313,3 +313,17 @@ def add_tiling_arguments(parser: argparse.ArgumentParser, default: str = "whole 
         help=f"pixels neighbouring tiles share (default: {DEFAULT_OVERLAP}, a quarter of a "
         "tile below 128)",
     )
+
+
+def add_precision_argument(parser: argparse.ArgumentParser, default: str | None, text: str) -> None:
+    """``--precision`` (one of :data:`forgetir.scoring.inference.PRECISIONS`), with one help
+    on every command; ``text`` says what the default is."""
+    from forgetir.scoring.inference import PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=default,
+        help="autocast of the model's forwards (auto: bf16 on a GPU that has it, fp32 on a "
+        f"CPU; fp16 needs a GPU); weights and metrics stay fp32 (default: {text})",
+    )

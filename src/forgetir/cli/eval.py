@@ -23,6 +23,7 @@ from forgetir.cli.arguments import (
     add_list,
     add_max_side,
     add_out,
+    add_precision_argument,
     add_quiet,
     add_threads,
     add_tiling_arguments,
@@ -42,7 +43,7 @@ from forgetir.scoring.evaluate import (
     write_results,
 )
 from forgetir.scoring.footprint import check_fits, test_image_shapes
-from forgetir.scoring.inference import PRECISIONS, autocast_dtype, tiling_options
+from forgetir.scoring.inference import autocast_dtype, tiling_options
 
 HELP = "evaluate checkpoints on every task: PSNR/SSIM table in the seed paper's layout"
 
@@ -84,13 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="test images per forward pass (default: 8)",
     )
     add_tiling_arguments(parser)
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="autocast of the model's forward (auto: bf16 on a GPU that has it); metrics are "
-        "fp32 (default: fp32)",
-    )
+    add_precision_argument(parser, "fp32", "fp32")
     add_out(parser, "also write the rows as JSON here", None)
     add_threads(parser)
     add_quiet(parser)
@@ -126,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.out)
     max_side = args.max_side if args.max_side and args.max_side > 0 else None
     tasks = args.tasks or list(TASKS)
+    amp = autocast_dtype(args.precision, device)  # fp16 on a CPU: refused before any work
     sets = build_test_sets(args.test_set, tasks, max_side, args.root, seed=args.degradation_seed)
     rows: dict[str, dict[str, Metrics]] = {
         INPUT_ROW: evaluate_degraded_input(sets, args.protocol, args.batch_size)
@@ -142,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
         del model
     source = describe_test_sets(sets)
     print(format_table(rows, args.protocol, source))
-    amp = autocast_dtype(args.precision, device)
     if amp is not None:
         print(f"Model forwards in {str(amp).removeprefix('torch.')} autocast (--precision "
               f"{args.precision}); metrics in fp32.")  # fmt: skip

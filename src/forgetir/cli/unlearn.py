@@ -24,6 +24,7 @@ from forgetir.cli.arguments import (
     add_max_side,
     add_model_module,
     add_out,
+    add_precision_argument,
     add_quiet,
     add_threads,
     add_tiling_arguments,
@@ -73,6 +74,7 @@ _FIELDS = (
     "test_max_side",
     "tile",
     "tile_overlap",
+    "precision",
 )
 
 
@@ -148,6 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser, ("retain_budget", "forget_floor", "mia_reference"))
     add_options(parser, ("test_max_side", "relearn_steps", "ain_max_steps"))
     add_tiling_arguments(parser)  # the same two options as eval's and verify's
+    # unlearning's steps and every test-image restoration of the run
+    add_precision_argument(parser, UnlearnOptions.precision, UnlearnOptions.precision)
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
     add_int(parser, "--seeds", 1, extra="seed-<s>/ folders")
     parser.add_argument(

@@ -7,12 +7,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from forgetir.checks.verify import summarize, verify_folder
 from forgetir.cli.arguments import (
     add_arch,
     add_int,
+    add_precision_argument,
     add_quiet,
     add_threads,
     add_tiling_arguments,
@@ -41,13 +43,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune UT's copy again instead of reading its reference log",
     )
     add_tiling_arguments(parser, default="the run's own")
+    add_precision_argument(parser, None, "the run's own")
     add_threads(parser)
     add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """The verdict first, then every figure."""
+    """The verdict first, then every figure.
+
+    Under torchrun rank 0 verifies alone (its checks fine-tune copies of the models step by
+    step, which does not split between processes); the other ranks return at once."""
     quiet = bool(getattr(args, "quiet", False))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0
+        print("forgetir verify: under torchrun rank 0 verifies alone", flush=True)
     result = verify_folder(
         args.run_dir,
         ut=args.ut,
@@ -59,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         recompute_ut=bool(getattr(args, "recompute_ut", False)),
         tile=getattr(args, "tile", None),
         tile_overlap=getattr(args, "tile_overlap", None),
+        precision=getattr(args, "precision", None),
     )
     print(summarize(result))
     print(f"wrote {Path(args.run_dir) / VERIFY_JSON}; `forgetir report {args.run_dir}` renders it")

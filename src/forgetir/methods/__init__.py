@@ -18,6 +18,7 @@ from forgetir.methods import (  # noqa: F401
     finetune,
     gradient_ascent,
     neggrad_plus,
+    orbit_consistency,
     proxy_retrain,
     random_target,
     retrain,

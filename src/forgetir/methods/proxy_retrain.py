@@ -71,9 +71,18 @@ import torch
 from torch import nn
 
 from forgetir.config import ConfigError
-from forgetir.methods.base import Batch, MethodConfig, UnlearningMethod, l1, psnr_mean, require
+from forgetir.methods.base import (
+    Batch,
+    MethodConfig,
+    UnlearningMethod,
+    batch_noise,
+    l1,
+    psnr_mean,
+    require,
+)
 from forgetir.methods.masking import GradientMask
 from forgetir.methods.registry import register_method
+from forgetir.models.base import collect_aux_losses
 
 FORGET_TARGETS = ("identity", "content", "reference")
 
@@ -190,9 +199,7 @@ class ProxyRetrain(GradientMask, UnlearningMethod):
             l1(self.model(x_f), self.forget_target(x_f, y_f)), params, allow_unused=True
         )
         out_r = self.model(x_r)
-        z = torch.randn(
-            out_r.shape, generator=self.generator, device=self.generator.device, dtype=out_r.dtype
-        ).to(out_r.device)
+        z = batch_noise(torch.randn, out_r.shape, self.generator, out_r.dtype).to(out_r.device)
         g_r = torch.autograd.grad((out_r * z).mean(), params, allow_unused=True)
         zero = [torch.zeros_like(p) for p in params]
         g_f = [z0 if g is None else g for g, z0 in zip(g_f, zero, strict=True)]
@@ -255,7 +262,10 @@ class ProxyRetrain(GradientMask, UnlearningMethod):
         delta = {n: torch.zeros_like(p) for n, p in named}
         for _ in range(self.cfg.guard_depth):
             copies = {n: (p.detach() - delta[n]).requires_grad_() for n, p in named}
-            attack = l1(torch.func.functional_call(self.model, copies, (x_f,)), y_f)
+            # The attacker's auxiliary losses (MoCE-IR's routers) stay out of the step's loss:
+            # their graph is freed by the grad below.
+            with collect_aux_losses(self.model):
+                attack = l1(torch.func.functional_call(self.model, copies, (x_f,)), y_f)
             grads = torch.autograd.grad(attack, list(copies.values()), allow_unused=True)
             for (n, _), g in zip(named, grads, strict=True):
                 if g is not None:

@@ -35,6 +35,8 @@ from forgetir.scoring.inference import (
     current_precision,
     current_tiling,
     forward,
+    gather_shares,
+    shard_indices,
 )
 
 Metrics = dict[str, Any]  # {"psnr": float, "ssim": float, "n": int}
@@ -109,18 +111,19 @@ def restore(
         was_training = model.training
         model.eval()
         outputs: list[torch.Tensor | None] = [None] * len(images)
+        mine = shard_indices(len(images))  # all of them, unless torchrun's ranks share the work
         try:
-            for idx in _groups(images, batch_size):
-                x = torch.cat([images[i] for i in idx]).to(dev)
+            for idx in _groups([images[i] for i in mine], batch_size):
+                x = torch.cat([images[mine[i]] for i in idx]).to(dev)
                 y = forward(model, x, tile, tile_overlap, precision).cpu()
                 for k, i in enumerate(idx):
-                    outputs[i] = y[k : k + 1]
+                    outputs[mine[i]] = y[k : k + 1]
                 restored += len(idx)
                 if on_batch is not None:
                     on_batch(len(idx))
         finally:
             model.train(was_training)
-        return [o for o in outputs if o is not None]
+        return gather_shares(outputs)
 
     # Within forgetir.scoring.inference.reuse_outputs(), the same model on the same images once.
     outputs = cached_outputs(model, images, how, compute)
