@@ -103,6 +103,7 @@ def restore(
         scoped_overlap if tile_overlap is None else tile_overlap,
         current_precision() if precision is None else precision,
         str(dev),
+        batch_size,  # another batching may round differently: the very same call only
     )
 
     restored = 0  # images restored by this call (none when the outputs were reused)

@@ -106,9 +106,9 @@ def reuse_outputs() -> Iterator[None]:
     model state: the scores, the checks (output gap, anamnesis target, relearning start, UT
     reference check) and the image grids of a run, and the runs of a demo, read BEFORE's,
     UT's and the unlearned model's outputs from one restoration. An entry is keyed by a digest
-    of the model's weights and buffers, of the images' pixels, and the tiling, precision and
-    device, so a changed model or image is restored anew; a model in training mode (being
-    fine-tuned) is never cached. A block inside another shares the outer block's outputs.
+    of the model's weights and buffers, of the images' pixels, and the tiling, precision,
+    device and batch size, so a changed model or image is restored anew; a model in training
+    mode (being fine-tuned) is never cached. A block inside another shares the outer block's.
 
     Example:
         >>> calls = []
@@ -117,7 +117,7 @@ def reuse_outputs() -> Iterator[None]:
         ...     return [torch.zeros(1, 3, 4, 4)]
         >>> net, xs = torch.nn.Identity().eval(), [torch.ones(1, 3, 4, 4)]
         >>> with reuse_outputs():
-        ...     _ = [cached_outputs(net, xs, (None, 32, "fp32", "cpu"), compute) for _ in "ab"]
+        ...     _ = [cached_outputs(net, xs, (None, 32, "fp32", "cpu", 8), compute) for _ in "ab"]
         >>> len(calls)
         1
     """
@@ -152,7 +152,7 @@ def cached_outputs(
     compute: Callable[[], list[torch.Tensor]],
 ) -> list[torch.Tensor]:
     """``compute()`` (``model``'s outputs for ``images``, restored as ``how`` says: tiling,
-    precision, device), or the outputs of the same call earlier in the enclosing
+    precision, device, batch size), or the outputs of the same call earlier in the enclosing
     :func:`reuse_outputs` block. Outside one, or for a model in training mode: ``compute()``."""
     store = _OUTPUTS.get()
     if store is None or model.training:
