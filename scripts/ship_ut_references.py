@@ -2,13 +2,14 @@
 
 Usage:
     python scripts/ship_ut_references.py [dehaze] [derain] [denoise] [--threads 1]
-        [--patch-sizes 64 32] [--from-cache ~/.cache/forgetir/ut-reference]
+        [--patch-sizes 128 64 32] [--from-cache ~/.cache/forgetir/ut-reference]
 
 For each forgotten task family it builds exactly what ``forgetir unlearn shipped:before
 --forget TASK`` with default options verifies against (the split, the 4 relearning patches, the
-forget-test images) at each patch size (64: the default and the seed paper's method; 32: the
-recommended schedule of proxy-retrain and proxy-retrain-guarded, so the demo's two runs both
-find UT's curves), fine-tunes a copy of the shipped UT for the relearning test and the
+forget-test images) at each patch size (by default: 64, the run default; 128, the seed paper's
+method's recommended schedule; 32, that of proxy-retrain and proxy-retrain-guarded; so the
+demo's two runs both find UT's curves), takes an entry with the very same key from the shipped
+log or the cache folder, else fine-tunes a copy of the shipped UT for the relearning test and the
 anamnesis index, and stores both curves under the key of :mod:`forgetir.checks.reference`.
 A run whose UT, BEFORE, data or settings differ does not match the key and recomputes.
 """
@@ -29,12 +30,23 @@ from forgetir.checks.base import Context
 from forgetir.checks.relearning import relearn, truncated
 from forgetir.data.pipeline import resolve_tasks
 from forgetir.data.splits import build_split_datasets, make_split
+from forgetir.methods.recommend import PAPER_METHOD, SCHEDULE_DEFAULTS, method_and_schedule
 from forgetir.provenance import software_versions, utc_now
 from forgetir.records import json_safe
 from forgetir.shipped import WEIGHTS_DIR, resolve_checkpoint, ut_name_for
 from forgetir.testbed import evaluation_sets, load_eval_model, model_meta, parent_data_config
 from forgetir.unlearn import UnlearnOptions
 from forgetir.verify import pairs_from_dataset
+
+
+def demo_patch_sizes(task: str) -> list[int]:
+    """The patch sizes a run of the shipped model forgetting ``task`` relearns on: the default
+    run's, the seed paper's method's recommended schedule and the recommended method's, so
+    that `forgetir demo` finds UT's curves for both of its runs."""
+    sizes = {SCHEDULE_DEFAULTS["patch_size"]}
+    for method in (PAPER_METHOD, None):
+        sizes.add(method_and_schedule(method, [task])[1]["patch_size"])
+    return sorted(sizes, reverse=True)
 
 
 def references_for(task: str, opts: UnlearnOptions, cache: Path | None = None) -> dict:
@@ -57,10 +69,11 @@ def references_for(task: str, opts: UnlearnOptions, cache: Path | None = None) -
     common = {"lr": ctx.relearn_lr, "eval_set": ctx.forget_pairs, "protocol": ctx.protocol,
               "eval_every": ctx.eval_every, "quiet": False}  # fmt: skip
     keys = {kind: reference.reference_key(ctx, kind) for kind in ("relearn", "anamnesis")}
-    ain = None
-    if cache is not None:  # an entry a verification already computed with this very key
-        found = reference.ReferenceStore(None, cache).get(keys["anamnesis"][0])
-        ain = reference.restore_types(found) if found is not None else None
+    # An entry with this very key, already shipped or computed by a verification, is kept.
+    store = reference.ReferenceStore.for_ut(resolve_checkpoint(ut_spec))
+    store.cache = cache
+    found = store.get(keys["anamnesis"][0])
+    ain = reference.restore_types(found) if found is not None else None
     if ain is None:
         target = (1.0 + ctx.ain_tol) * forget_l1(before, ctx.forget_pairs)
         ain = relearn(
@@ -87,13 +100,20 @@ def main() -> None:
         help="take entries with the very same keys from this UT reference cache folder "
         "(e.g. ~/.cache/forgetir/ut-reference) instead of recomputing them",
     )
-    parser.add_argument("--patch-sizes", type=int, nargs="+", default=[64, 32])
+    parser.add_argument(
+        "--patch-sizes",
+        type=int,
+        nargs="+",
+        help="the relearning patch sizes to cover (default: those of the default run and of "
+        "the demo's two methods for the task, e.g. 128 64 32 for dehaze)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for task in args.tasks:
         t0 = time.time()
         entries: dict = {}
-        for patch in args.patch_sizes:
+        patch_sizes = args.patch_sizes or demo_patch_sizes(task)
+        for patch in patch_sizes:
             ref = references_for(task, UnlearnOptions(patch_size=patch), args.from_cache)
             entries.update(ref["entries"])
         name = ref["path"].name.removesuffix(".safetensors")
@@ -107,7 +127,7 @@ def main() -> None:
                     "ut": ref["ut"],
                     "ut_file_sha256": sha256_file(ref["path"]),
                     "made_by": f"python scripts/ship_ut_references.py {task} --patch-sizes "
-                    + " ".join(map(str, args.patch_sizes))
+                    + " ".join(map(str, patch_sizes))
                     + (
                         " --from-cache (entries computed by forgetir verify)"
                         if args.from_cache
