@@ -59,46 +59,16 @@ class Block:
         return "PYTHONPATH=src python " + " ".join(shlex.quote(a) for a in argv)
 
 
-_SCREEN = ("--tuning", "--types", "dehaze")
-_BUDGET = ("--tuning", "--types", "denoise", "--methods", "proxy-retrain (ours)")
-_BUDGET += ("finetune control",)
-
 BLOCKS: tuple[Block, ...] = (
     Block("bench-verdicts", "bench_verdicts.py", "bench_verdicts.jsonl"),
-    Block("bench-forgetting-promptir", "bench_forgetting.py", "bench_forgetting.jsonl"),
+    Block("bench-forgetting", "bench_forgetting.py", "bench_forgetting.jsonl"),
     Block(
-        "bench-forgetting-adair",
+        "bench-forgetting-agreement",
         "bench_forgetting.py",
-        "bench_forgetting_adair.jsonl",
-        ("--testbed", "adair"),
-    ),
-    Block(
-        "relearning-attacks-promptir",
-        "bench_relearning_attacks.py",
-        "bench_relearning_attacks.jsonl",
-    ),
-    Block(
-        "relearning-attacks-adair",
-        "bench_relearning_attacks.py",
-        "bench_relearning_attacks_adair.jsonl",
-        ("--testbed", "adair"),
-    ),
-    Block("guard-screen-promptir", "bench_forgetting.py", "guard_screen_promptir.jsonl", _SCREEN),
-    Block(
-        "guard-screen-adair",
-        "bench_forgetting.py",
-        "guard_screen_adair.jsonl",
-        (*_SCREEN, "--testbed", "adair"),
-    ),
-    *(
-        Block(
-            f"denoise-budget-{n}",
-            "bench_forgetting.py",
-            f"denoise_budget/steps{n}.jsonl",
-            (*_BUDGET, "--steps", str(n)),
-        )
-        for n in (30, 60, 120, 240)
-    ),
+        "bench_forgetting.jsonl",
+        ("--agreement",),
+    ),  # fmt: skip
+    Block("results-at-a-glance", "bench_forgetting.py", "bench_forgetting.jsonl", ("--glance",)),
 )
 
 
@@ -150,7 +120,8 @@ def render(block: Block) -> str:
 
 
 def _docs() -> list[Path]:
-    return sorted((ROOT / "docs").glob("*.md"))
+    readme = ROOT / "README.md"
+    return [*([readme] if readme.is_file() else []), *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def sync(write: bool) -> list[str]:
@@ -175,7 +146,9 @@ def sync(write: bool) -> list[str]:
         new = MARK.sub(replace, text)
         if write and new != text:
             path.write_text(new, encoding="utf-8")
-    problems += [f"block {b!r} appears in no docs/*.md file" for b in known if b not in seen]
+    problems += [
+        f"block {b!r} appears in no docs/*.md file nor README.md" for b in known if b not in seen
+    ]
     return problems
 
 

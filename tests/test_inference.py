@@ -1,4 +1,4 @@
-"""forgetir.inference: the tiling and precision scopes, bf16 autocast, the shared options."""
+"""forgetir.scoring.inference: the tiling and precision scopes, bf16 autocast, shared options."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from forgetir.checkpoint import load_model
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.cli import main
 from forgetir.data.testsets import build_test_sets
 from forgetir.errors import InvalidInputError
-from forgetir.evaluate import evaluate_model
-from forgetir.inference import (
+from forgetir.scoring.evaluate import evaluate_model
+from forgetir.scoring.inference import (
     autocast_dtype,
     current_precision,
     current_tiling,
@@ -19,7 +20,6 @@ from forgetir.inference import (
     tiling_options,
     tiling_scope,
 )
-from forgetir.shipped import resolve_checkpoint
 
 
 def test_scopes_nest_and_restore():

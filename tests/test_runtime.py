@@ -1,4 +1,4 @@
-"""forgetir.runtime: devices, precision and the global random generators."""
+"""forgetir.runtime.process: devices, precision and the global random generators."""
 
 import random
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from forgetir.config import ConfigError
-from forgetir.errors import DeviceError
-from forgetir.runtime import (
+from forgetir.errors import DeviceError, InvalidInputError
+from forgetir.runtime.process import (
     get_rng_state,
     init_distributed,
     resolve_device,
@@ -39,5 +39,11 @@ def test_device_and_precision_choices_on_cpu(monkeypatch):
         resolve_precision("fp8", torch.device("cpu"))
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("RANK", raising=False)
-    with pytest.raises(RuntimeError, match="torchrun"):
+    with pytest.raises(InvalidInputError, match="RANK is not.*torchrun"):
         init_distributed("cpu")
+    for name, value, valid in (("WORLD_SIZE", "two", ">= 1"), ("RANK", "2", "0..1")):
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv(name, value)
+        with pytest.raises(InvalidInputError, match=f"{name}=.*valid: .*{valid}"):
+            init_distributed("cpu")
+        monkeypatch.setenv("WORLD_SIZE", "2")

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from forgetir.checkpoint import load_model, read_sidecar, sha256_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.data.io import tensor_sha256
 from forgetir.records import ModelMeta
-from forgetir.report import write_report
-from forgetir.shipped import resolve_checkpoint
-from forgetir.testbed import parent_data_config
+from forgetir.report.write import write_report
+from forgetir.runs.testbed import parent_data_config
 from forgetir.unlearn import run_unlearn
 from forgetir.unlearn.inputs import parent_sources
 
@@ -62,7 +62,7 @@ def test_unlearn_errors(parent, tmp_path, tiny_opts):
 def test_split_test_sets_hold_each_part_and_task():
     from forgetir.config import DataConfig
     from forgetir.data.splits import build_split_datasets, make_split
-    from forgetir.testbed import split_set_names, split_test_sets
+    from forgetir.runs.testbed import split_set_names, split_test_sets
 
     data = DataConfig(
         tasks=["inpaint_4", "denoise_25"],

@@ -76,6 +76,25 @@ def _need(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
         raise InputFileError(f"{where} lacks required key(s) {', '.join(lacking)}")
 
 
+def _names(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """A list of names (absent or null: none); anything else is refused."""
+    value = data.get(key) or ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise InputFileError(f"{where} {key} must be a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _number(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    """``kind(data[key])`` for a finite JSON number (absent or null: None); else refused."""
+    value = data.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or value != value or abs(value) == float("inf"):
+        raise InputFileError(f"{where} {key} must be a number, got {value!r}")
+    return kind(value)
+
+
 def _extra(data: Mapping[str, Any], cls: type, also: tuple[str, ...] = ()) -> dict[str, Any]:
     known = {f.name for f in fields(cls)} | {"format", "version", *also}
     return {k: v for k, v in data.items() if k not in known}
@@ -190,8 +209,8 @@ class RunRecord:
             for f in fields(cls)
             if f.name in d and f.name not in ("parent", "ut", "split", "files", "extra")
         }
-        simple["forget_tasks"] = tuple(d.get("forget_tasks") or ())
-        simple["retain_tasks"] = tuple(d.get("retain_tasks") or ())
+        simple["forget_tasks"] = _names(d, "forget_tasks", where)
+        simple["retain_tasks"] = _names(d, "retain_tasks", where)
         return cls(
             parent=FileRecord.from_json(d["parent"], f"{where} parent"),
             ut=FileRecord.optional(d.get("ut"), f"{where} ut"),
@@ -335,13 +354,13 @@ class ModelMeta:
         _need(d, ("arch", "args", "sha256"), where)
         config = d.get("config") if isinstance(d.get("config"), Mapping) else {}
         train = config.get("train") if isinstance(config.get("train"), Mapping) else {}
-        steps = d.get("steps") if "method" in d else d.get("step")
+        steps = _number(d, "steps" if "method" in d else "step", int, where)
         return cls(
             arch=str(d["arch"]),
-            args=dict(d["args"]),
+            args=dict(_object(d["args"], f"{where} args")),
             sha256=str(d["sha256"]),
-            steps=None if steps is None else int(steps),
-            wall_time=None if d.get("wall_time") is None else float(d["wall_time"]),
+            steps=steps,
+            wall_time=_number(d, "wall_time", float, where),
             train_batch_size=train.get("batch_size"),
             data_config=config.get("data"),
             num_parameters=d.get("num_parameters"),

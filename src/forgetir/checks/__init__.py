@@ -1,4 +1,4 @@
-"""The proof of forgetting as a registry of checks, each one figure (design notes, section 8).
+"""The proof of forgetting as a registry of checks, each one figure (docs/proof.md, "The checks").
 
 ``CHECKS`` holds them in the order they run and render: gaps, output gap, relearning,
 anamnesis index, membership (population attack, the baseline), the per-example calibrated

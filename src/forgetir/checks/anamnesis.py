@@ -1,4 +1,4 @@
-"""Anamnesis index AIN = steps(unlearned) / steps(UT) (design notes, section 8): fine-tuning
+"""Anamnesis index AIN = steps(unlearned) / steps(UT) (docs/proof.md, "The checks"): fine-tuning
 steps until the forget L1 is within ``tol`` of BEFORE's. AIN ~ 1 is ideal; AIN << 1 means the
 knowledge was only hidden and comes straight back.
 
@@ -28,8 +28,8 @@ from forgetir.checks.base import (
     single_images,
 )
 from forgetir.checks.relearning import relearn
-from forgetir.document import fmt
-from forgetir.evaluate import restore
+from forgetir.render.document import fmt
+from forgetir.scoring.evaluate import restore
 
 __all__ = ["AIN_HIDDEN_BELOW", "AnamnesisCheck", "ain_value", "anamnesis_index", "forget_l1"]
 

@@ -1,6 +1,6 @@
 """The interface every proof check implements, the context they read, and shared helpers.
 
-A check is one figure of the proof of forgetting (design notes, section 8). It says whether it
+A check is one figure of the proof of forgetting (docs/proof.md, "The checks"). It says whether it
 :meth:`~Check.applies` to a run, :meth:`~Check.compute`\\ s its result (a JSON-ready mapping that
 names its metric and data), gives a one-line :meth:`~Check.summary`, its
 :meth:`~Check.figures` for the audit manifest, and :meth:`~Check.render`\\ s itself into the
@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from forgetir.evaluate import describe_test_sets
+from forgetir.scoring.evaluate import describe_test_sets
 
 __all__ = [
     "BEFORE",
@@ -200,7 +200,7 @@ class Check:
         return []
 
     def render(self, doc: Any, result: Mapping[str, Any], verify: Mapping[str, Any]) -> None:
-        """Write the check's section body (a :class:`forgetir.document.Doc`)."""
+        """Write the check's section body (a :class:`forgetir.render.document.Doc`)."""
         raise NotImplementedError
 
 

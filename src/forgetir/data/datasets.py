@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetir.config import ConfigError, DataConfig, from_dict
-from forgetir.data.folders import PairedImages, _listing
+from forgetir.data.folders import PairedImages, _listing, _rel
 from forgetir.data.manifest import ManifestError, load_manifest, validate_manifest
 from forgetir.data.pipeline import TaskPatchDataset, build_sources, item_seed, train_tasks
 from forgetir.data.pool import CleanSource, DeadLeavesPool, SubsetSource
@@ -69,16 +69,29 @@ def _part_sources(
     for t, src in pairs.items():
         index.update({(t, src.name(i)): i for i in range(len(src))})
     chosen: dict[str, list[int]] = {}
-    missing = []
+    missing, rebound = [], []
     for e in entries:
         key = (e.get("task") if e.get("task") in pairs else "clean", e["id"])
         if key not in index:
             missing.append(e["id"])
-        else:
-            chosen.setdefault(key[0], []).append(index[key])
+            continue
+        # The target hashed (manifest "target") must be the one this id trains against.
+        src = pairs.get(key[0])
+        if (
+            src is not None
+            and "target" in e
+            and e["target"] != _rel(src.targets[index[key]], src.root)
+        ):
+            rebound.append(f"{e['id']} (target {e['target']!r})")
+        chosen.setdefault(key[0], []).append(index[key])
     if missing:
         raise ManifestError(
             f"{len(missing)} manifest images are not in the data any more: {_listing(missing)}"
+        )
+    if rebound:
+        raise ManifestError(
+            f"{len(rebound)} manifest entries name a target file their image is not paired "
+            f"with in the data: {_listing(rebound)}"
         )
     sub_clean = SubsetSource(clean, chosen["clean"]) if "clean" in chosen else None
     sub_pairs = {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from collections import Counter
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from forgetir.atomic import atomic_write
@@ -63,10 +64,54 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
                 raise ManifestError(
                     f"{where}: {part}.entries[{n}] needs an 'id' and a 64-hex 'sha256': {e!r}"
                 )
+            _check_entry_paths(e, f"{where}: {part}.entries[{n}]")
+        counts = Counter((e.get("task"), e["id"]) for e in entries)
+        twice = [name for (_, name), n in counts.items() if n > 1]
+        if twice:  # an image listed twice would be trained on twice as often
+            raise ManifestError(f"{where}: {part} lists image(s) twice: {_listing(twice)}")
     if manifest["kind"] != "degradation" and not manifest["forget"]["entries"]:
         raise ManifestError(f"{where}: the forget part lists no images")
     _check_consistent(manifest, where)
     return manifest
+
+
+def _check_entry_paths(e: dict[str, Any], where: str) -> None:
+    """An entry's files stay inside the data root, and the file hashed is the file trained on:
+    training finds an image by its ``id`` (its path under the root), verification hashes
+    ``path``, so the two must be one name."""
+    for key in ("path", "target"):
+        if key not in e:
+            continue
+        value = e[key]
+        if not isinstance(value, str) or not value:
+            raise ManifestError(f"{where}: {key} must be a path under the data root: {value!r}")
+        pure = PurePosixPath(value)
+        if pure.is_absolute() or ".." in pure.parts:
+            raise ManifestError(
+                f"{where}: {key} {value!r} leaves the data root (absolute, or with '..'); "
+                "a split names files by their path under data.root"
+            )
+    if "path" in e and e["path"] != e["id"]:
+        raise ManifestError(
+            f"{where}: path {e['path']!r} is not its id {e['id']!r}: the file hashed must be "
+            "the file trained on"
+        )
+
+
+def _check_no_copies(manifest: dict[str, Any], where: str) -> None:
+    """A byte-identical copy of a forgotten image left in the retain set would be trained on
+    again: refused, naming both."""
+    forgotten = {e["sha256"]: e["id"] for e in manifest["forget"]["entries"]}
+    copies = [
+        f"{e['id']} (= {forgotten[e['sha256']]})"
+        for e in manifest["retain"]["entries"]
+        if e["sha256"] in forgotten
+    ]
+    if copies:
+        raise ManifestError(
+            f"{where}: {len(copies)} retained image(s) are byte-identical copies of forgotten "
+            f"ones: {_listing(copies)}; forget them too (add them to --forget)"
+        )
 
 
 def _check_consistent(manifest: dict[str, Any], where: str) -> None:
@@ -118,6 +163,7 @@ def _check_consistent(manifest: dict[str, Any], where: str) -> None:
             raise ManifestError(
                 f"{where}: {len(both)} image(s) are in both {a} and {b}: {_listing(both)}"
             )
+    _check_no_copies(manifest, where)  # the same image under another name
 
 
 def save_manifest(manifest: dict[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -112,9 +112,41 @@ def degradation_seed(seed: int, task: str, name: str) -> int:
     return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0])
 
 
+@functools.cache
+def min_photo_side() -> int:
+    """The smallest ``max_side`` that leaves every shipped photo at least
+    :data:`TEST_MULTIPLE` pixels on its shorter side (the crop the models need).
+
+    Example:
+        >>> min_photo_side() >= TEST_MULTIPLE
+        True
+    """
+    from forgetir.data.photos import SHIPPED_PHOTOS, _read
+
+    least = TEST_MULTIPLE
+    for name in SHIPPED_PHOTOS:
+        h, w = _read(name).shape[:2]
+        # as load_photo shrinks: the shorter side becomes round(short * m / long)
+        while least < max(h, w) and round(min(h, w) * least / max(h, w)) < TEST_MULTIPLE:
+            least += 1
+    return least
+
+
+def check_max_side(max_side: int | None, option: str = "max_side") -> None:
+    """Refuse a photo ``max_side`` that would shrink a photo below the crop multiple, naming
+    ``option`` and the valid minimum (0 or None: full size)."""
+    if max_side and max_side < min_photo_side():
+        raise InvalidInputError(
+            f"{option}={max_side} is out of range; valid: 0 (full size) or >= "
+            f"{min_photo_side()} (smaller shrinks a test photo's shorter side below the "
+            f"{TEST_MULTIPLE} pixels the models need)"
+        )
+
+
 def _photos(max_side: int | None) -> tuple[list[str], list[torch.Tensor], str]:
     from forgetir.data.photos import shipped_photos
 
+    check_max_side(max_side)
     photos = shipped_photos(max_side=max_side, multiple_of=TEST_MULTIPLE)
     side = f"longest side <= {max_side}" if max_side else "full size"
     desc = (

@@ -41,8 +41,7 @@ from forgetir.engine.resume import (
 )
 from forgetir.engine.schedule import build_optimizer
 from forgetir.errors import RunExistsError
-from forgetir.progress import Progress
-from forgetir.runtime import (
+from forgetir.runtime.process import (
     get_rng_state,
     init_distributed,
     resolve_device,
@@ -50,6 +49,7 @@ from forgetir.runtime import (
     seed_everything,
     set_rng_state,
 )
+from forgetir.runtime.progress import Progress
 
 
 class NonFiniteLossError(RuntimeError):

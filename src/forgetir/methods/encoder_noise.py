@@ -70,7 +70,7 @@ _FEATURES = ("decoder", "latent")
 @dataclass
 class EncoderNoiseConfig(MethodConfig):
     RANGES = {"alpha": NON_NEGATIVE, "w_r": NON_NEGATIVE}
-    alpha: float = 0.2  # forget weight; the design notes give 0.1-0.2 (not in the abstract)
+    alpha: float = 0.2  # forget weight; the second seed paper gives 0.1-0.2
     w_r: float = 1.0  # retain weight
     noise_stats: str = "release"  # release: one mean/std over forget+retain; image; batch
     features: str = "decoder"  # decoder: skips + bottleneck (what the decoder reads); latent

@@ -1,7 +1,8 @@
 """PSNR and SSIM under named protocols: batched in torch, one value per image.
 
 Published restoration numbers are not comparable unless they were measured the same way, so
-every number this library prints is tied to one of three protocols (design notes, section 7):
+every number this library prints is tied to one of three protocols (docs/proof.md, "Metric
+protocols"):
 
 ``promptir`` (default)
     What the PromptIR/AdaIR test code reports (and so the seed paper's tables): RGB, data range

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from forgetir.errors import InputFileError, InvalidInputError
+from forgetir.models.dry_run import checked_factory
 from forgetir.models.registry import MODELS, ModelEntry
 
 ENTRY_POINT_GROUP = "forgetir.models"
@@ -126,7 +127,9 @@ def register_module_factory(spec: str, name: str | None = None) -> str:
             f"callables there: {', '.join(found) or 'none'}"
         )
     source = {"kind": "module", "module": str(file), "factory": factory_name, "sha256": sha}
-    return _register(name or f"{file.stem}.{factory_name}", factory, source)
+    # Every model it builds is tried on a dry batch first (shape, finiteness, parameters).
+    checked = checked_factory(factory, f"--model-module {file}:{factory_name}")
+    return _register(name or f"{file.stem}.{factory_name}", checked, source)
 
 
 def load_entry_points() -> list[str]:

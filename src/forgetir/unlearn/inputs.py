@@ -13,8 +13,9 @@ from torch import nn
 
 from forgetir.atomic import check_output_dir
 from forgetir.checkpoint import sha256_file, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint, ut_name_for
 from forgetir.config import DataConfig, check_fields
-from forgetir.data.folders import PairedImages, image_folder
+from forgetir.data.folders import PairedImages, _listing, image_folder
 from forgetir.data.pipeline import build_sources, make_train_loader, train_tasks
 from forgetir.data.pool import CleanSource, DeadLeavesPool
 from forgetir.data.splits import (
@@ -24,17 +25,16 @@ from forgetir.data.splits import (
     make_split,
     save_manifest,
 )
-from forgetir.data.testsets import TEST_SOURCES
+from forgetir.data.testsets import MIXED, TEST_SOURCES, check_max_side
 from forgetir.errors import InvalidInputError, RunExistsError
-from forgetir.fresh import prepare_checkpoint
-from forgetir.inference import tiling_options
 from forgetir.methods import get_method
 from forgetir.metrics import PROTOCOLS
 from forgetir.options import UnlearnOptions, option_name
 from forgetir.records import ModelMeta
-from forgetir.runs import RUN_JSON, SPLIT_JSON
-from forgetir.shipped import resolve_checkpoint, ut_name_for
-from forgetir.testbed import load_eval_model, model_meta, parent_data_config
+from forgetir.runs.folder import RUN_JSON, SPLIT_JSON
+from forgetir.runs.fresh import prepare_checkpoint
+from forgetir.runs.testbed import load_eval_model, model_meta, parent_data_config
+from forgetir.scoring.inference import tiling_options
 
 
 def check_options(opts: UnlearnOptions) -> UnlearnOptions:
@@ -52,6 +52,8 @@ def check_options(opts: UnlearnOptions) -> UnlearnOptions:
         raise InvalidInputError(
             f"--clean-source {opts.clean_source!r}: not 'deadleaves' and not a folder of images"
         )
+    if opts.test_set in ("photos", MIXED):
+        check_max_side(opts.test_max_side, option_name("test_max_side"))
     tiling_options(opts.tile, opts.tile_overlap)  # the model's own multiple: once it is loaded
     method = get_method(opts.method)
     method.check_target(opts.target)
@@ -170,6 +172,34 @@ def _check_split_fits_parent(
             )
 
 
+def _check_parent_trained_on(
+    manifest: dict[str, Any],
+    parent: ModelMeta | None,
+    sources: tuple[CleanSource | None, dict[str, PairedImages]],
+    where: str,
+) -> None:
+    """An instances split forgets images the parent was trained on: each forgotten id is in
+    the parent's recorded training data with the same bytes (SHA-256). A parent without a
+    record of its data (a published checkpoint) is taken at its word."""
+    if manifest["kind"] != "instances" or parent is None or not parent.data_config:
+        return
+    clean, pairs = sources
+    index = {("clean", clean.name(i)): (clean, i) for i in range(len(clean))} if clean else {}
+    for task, src in pairs.items():
+        index.update({(task, src.name(i)): (src, i) for i in range(len(src))})
+    unseen = []
+    for e in manifest["forget"]["entries"]:
+        hit = index.get((e.get("task") if e.get("task") in pairs else "clean", e["id"]))
+        if hit is None or hit[0].sha256(hit[1]) != e["sha256"]:
+            unseen.append(e["id"] + ("" if hit is None else " (other bytes)"))
+    if unseen:
+        raise ManifestError(
+            f"{where}: {len(unseen)} forgotten image(s) are not in the data the parent model "
+            f"was trained on: {_listing(unseen)}; make the split from the parent's data "
+            "(forgetir split with its data options)"
+        )
+
+
 def _tasks_of(manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
     if manifest["kind"] == "degradation":
         return list(manifest["forget"]["tasks"]), list(manifest["retain"]["tasks"])
@@ -229,6 +259,7 @@ def load_inputs(
     sources = parent_sources(parent_data, parent_path, parent_meta)
     manifest, split_path = _split(parent_data, forget, split, work, sources)
     _check_split_fits_parent(manifest, parent_meta, split or "the split")
+    _check_parent_trained_on(manifest, parent_meta, sources, split or "the split")
     forget_tasks, retain_tasks = _tasks_of(manifest)
     if split or opts.clean_source is not None:  # another split's data, or data-free
         sources = None

@@ -13,11 +13,21 @@ import torch
 from torch import nn
 
 from forgetir.checkpoint import save_model, sha256_file, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.checks.reference import state_hash
+from forgetir.checks.verify import summarize, verify_model
 from forgetir.config import OptimConfig, TrainConfig, from_dict
 from forgetir.data.splits import manifest_sha256
 from forgetir.engine import Engine, FitResult
-from forgetir.evaluate import (
+from forgetir.methods import create_method
+from forgetir.models.moceir import expert_usage
+from forgetir.options import UnlearnOptions
+from forgetir.provenance import software_versions, utc_now
+from forgetir.records import FileRecord, RunRecord, SplitRecord
+from forgetir.render.figures import write_model_grid
+from forgetir.runs.folder import GRIDS, MODEL, QUALITY_JSON, VERIFY_JSON, RunFolder
+from forgetir.runs.testbed import evaluation_sets, load_eval_model, split_set_names
+from forgetir.scoring.evaluate import (
     INPUT_ROW,
     describe_test_sets,
     evaluate_degraded_input,
@@ -25,25 +35,15 @@ from forgetir.evaluate import (
     format_table,
     write_results,
 )
-from forgetir.figures import write_model_grid
-from forgetir.inference import (
+from forgetir.scoring.inference import (
     current_tiling,
     reuse_outputs,
     tensors_digest,
     tiling_options,
     tiling_scope,
 )
-from forgetir.methods import create_method
-from forgetir.models.moceir import expert_usage
-from forgetir.options import UnlearnOptions
-from forgetir.provenance import software_versions, utc_now
-from forgetir.records import FileRecord, RunRecord, SplitRecord
-from forgetir.runs import GRIDS, MODEL, QUALITY_JSON, VERIFY_JSON, RunFolder
-from forgetir.shipped import resolve_checkpoint
-from forgetir.testbed import evaluation_sets, load_eval_model, split_set_names
 from forgetir.unlearn.guard import Guard, needs_guard
 from forgetir.unlearn.inputs import Inputs, final_path, load_inputs, loader_pair
-from forgetir.verify import summarize, verify_model
 
 
 @dataclass
