@@ -29,9 +29,9 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from forgetir.data.testsets import build_test_sets
-from forgetir.evaluate import restore, score_images
 from forgetir.metrics import describe_protocol
 from forgetir.models import create_model
+from forgetir.scoring.evaluate import restore, score_images
 
 
 def _skimage_scores(preds: list[torch.Tensor], clean: list[torch.Tensor]) -> dict[str, float]:

@@ -122,7 +122,7 @@ def worker_time(name: str, plain: bool, size: int, reps: int, compile_: bool) ->
 def stepper(name: str, plain: bool, size: int, retain: bool) -> None:
     """A persistent worker: one timed step per ``step`` line on stdin, its times on stdout."""
     if retain:
-        from forgetir.memory import retain_freed_memory
+        from forgetir.runtime.memory import retain_freed_memory
 
         retain_freed_memory(True)
     model = _build(name, plain, False)

@@ -51,8 +51,8 @@ def model_rates(batch: int, patch: int, steps: int) -> dict[str, tuple[float, fl
     other jobs compete for the cores).
     """
     from forgetir.checkpoint import load_model
+    from forgetir.checkpoint.shipped import resolve_checkpoint
     from forgetir.methods import create_method
-    from forgetir.shipped import resolve_checkpoint
 
     def before() -> torch.nn.Module:
         model = load_model(resolve_checkpoint("shipped:before"))

@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 
 from forgetir.checkpoint import load_model
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.data.photos import load_photo
-from forgetir.inference import forward
 from forgetir.metrics import psnr
 from forgetir.models import create_model
-from forgetir.shipped import resolve_checkpoint
+from forgetir.scoring.inference import forward
 
 MIB = 2**20
 

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from forgetir.arguments import add_checkpoint, add_max_side, add_threads
+from forgetir.cli.arguments import add_checkpoint, add_max_side, add_threads
 from forgetir.reproduce import (
     FORGET_TYPES,
     ReproduceOptions,

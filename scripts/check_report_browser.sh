@@ -40,7 +40,7 @@ from pathlib import Path
 
 from test_report import EVIL, make_run_dir
 
-from forgetir.report import write_report
+from forgetir.report.write import write_report
 
 run = make_run_dir(Path(sys.argv[1]), method=f"accurate-forgetting {EVIL}")
 print(write_report(run)["html"])

@@ -70,6 +70,7 @@ BLOCKS: tuple[Block, ...] = (
         ("--agreement",),
     ),  # fmt: skip
     Block("results-at-a-glance", "bench_forgetting.py", "bench_forgetting.jsonl", ("--glance",)),
+    Block("bench-precision-cpu", "bench_precision.py", "bench_precision_cpu.json"),
 )
 
 

@@ -5,7 +5,7 @@ Usage:
         [--shadow MODEL ...]
     python scripts/measure_scenarios.py class [LABEL=MODEL ...]
 
-``instances``: the per-example attack (:func:`forgetir.scenarios.instance_attack`) on the
+``instances``: the per-example attack (:func:`forgetir.membership.scenarios.instance_attack`) on the
 forgotten / kept / non-member images of ``mem-ut.split.json`` (inpaint_4), models side by side
 (default: BEFORE = shipped:mem-before, UT = shipped:mem-ut; references = shipped:inpaint-before,
 the parent, which saw no candidate; ``--shadow``: OUT shadow models for offline LiRA, trained
@@ -21,10 +21,10 @@ import sys
 import torch
 
 from forgetir.checkpoint import load_model
+from forgetir.checkpoint.shipped import resolve_checkpoint, shipped_split
+from forgetir.checks.verify import membership_inference
 from forgetir.data.splits import load_manifest
-from forgetir.scenarios import candidate_pairs, class_skill, instance_attack
-from forgetir.shipped import resolve_checkpoint, shipped_split
-from forgetir.verify import membership_inference
+from forgetir.membership.scenarios import candidate_pairs, class_skill, instance_attack
 
 
 def _load(spec: str) -> torch.nn.Module:
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> None:
         models = {k: _load(v) for k, v in pairs.items()}
         references = [_load(r) for r in (refs or ["shipped:inpaint-before"])]
         result = instance_attack(models, cands, references, [_load(m) for m in shadows])
-        # the population attack of forgetir.verify, kept as the baseline
+        # the population attack of forgetir.checks.verify, kept as the baseline
         for label, m in models.items():
             base = membership_inference(m, cands["kept"], cands["nonmembers"], cands["forgotten"])
             result["models"][label]["population_baseline"] = {

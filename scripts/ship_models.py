@@ -28,9 +28,9 @@ import torch
 
 from forgetir.atomic import atomic_write
 from forgetir.checkpoint import load_model, save_model, sha256_file
+from forgetir.checkpoint.shipped import SHIPPED, WEIGHTS_DIR
 from forgetir.data.testsets import build_test_sets
-from forgetir.evaluate import describe_test_sets, evaluate_degraded_input, evaluate_model
-from forgetir.shipped import SHIPPED, WEIGHTS_DIR
+from forgetir.scoring.evaluate import describe_test_sets, evaluate_degraded_input, evaluate_model
 
 KEEP = ("seed", "config", "tasks", "excluded", "step", "steps", "wall_time", "world_size")
 # Longest photo side of the shipped metrics (the README's tables use the same).

@@ -24,19 +24,19 @@ import torch
 
 from forgetir.atomic import atomic_json
 from forgetir.checkpoint import sha256_file
+from forgetir.checkpoint.shipped import WEIGHTS_DIR, resolve_checkpoint, ut_name_for
 from forgetir.checks import reference
 from forgetir.checks.anamnesis import forget_l1
 from forgetir.checks.base import Context
 from forgetir.checks.relearning import relearn, truncated
+from forgetir.checks.verify import pairs_from_dataset
 from forgetir.data.pipeline import resolve_tasks
 from forgetir.data.splits import build_split_datasets, make_split
 from forgetir.methods.recommend import PAPER_METHOD, SCHEDULE_DEFAULTS, method_and_schedule
 from forgetir.provenance import software_versions, utc_now
 from forgetir.records import json_safe
-from forgetir.shipped import WEIGHTS_DIR, resolve_checkpoint, ut_name_for
-from forgetir.testbed import evaluation_sets, load_eval_model, model_meta, parent_data_config
+from forgetir.runs.testbed import evaluation_sets, load_eval_model, model_meta, parent_data_config
 from forgetir.unlearn import UnlearnOptions
-from forgetir.verify import pairs_from_dataset
 
 
 def demo_patch_sizes(task: str) -> list[int]:

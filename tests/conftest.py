@@ -2,7 +2,8 @@
 
 The tests run tiny tensors, for which intra-op threads cost more than they save (and much more
 on a busy machine). ``OMP_NUM_THREADS`` keeps commands run in-process (``forgetir.cli.main``)
-at one thread too: they otherwise take the free cores (``forgetir.threads.apply_threads``)."""
+at one thread too: they otherwise take the free cores
+(``forgetir.runtime.threads.apply_threads``)."""
 
 import os
 import tempfile

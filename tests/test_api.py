@@ -129,7 +129,7 @@ def test_api_errors_name_the_bad_input(tmp_path):
 
 def test_fresh_moceir_tiny_runs_the_pipeline_end_to_end(tmp_path, tiny_opts):
     # The demo's pipeline (unlearn, verify, report) on a newly created moceir-tiny.
-    from forgetir.report import write_report
+    from forgetir.report.write import write_report
     from forgetir.unlearn import run_unlearn
 
     out = tmp_path / "moce"

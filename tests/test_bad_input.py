@@ -1213,12 +1213,12 @@ def test_a_huge_header_is_refused_fast(tmp_path, capsys):
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
-    import forgetir.evaluate
+    from forgetir.cli.main import _COMMANDS
 
     def broken(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(forgetir.evaluate, "eval_command", broken)
+    monkeypatch.setitem(_COMMANDS, "eval", (*_COMMANDS["eval"][:2], broken))
     with pytest.raises(ZeroDivisionError):
         main(["eval", "shipped:before"])
 
@@ -1258,7 +1258,7 @@ def test_a_finished_unlearn_run_appears_whole(parent, tmp_path):
 def test_a_second_run_into_the_same_out_is_refused_naming_the_holder(parent, tmp_path, capsys):
     import socket
 
-    from forgetir.runlock import working_folder
+    from forgetir.runs.lock import working_folder
 
     out = tmp_path / "run"
     with working_folder(out.absolute()) as work:  # a first run, working now
@@ -1274,7 +1274,7 @@ def test_a_second_run_into_the_same_out_is_refused_naming_the_holder(parent, tmp
 
 
 def test_stale_cleanup_touches_only_folders_named_exactly_ours(tmp_path):
-    from forgetir.runlock import remove_stale
+    from forgetir.runs.lock import remove_stale
 
     old = time.time() - 3600
     others = [tmp_path / ".other.partial-abcdefgh", tmp_path / ".run.partial-abc"]
@@ -1293,7 +1293,7 @@ def test_stale_cleanup_touches_only_folders_named_exactly_ours(tmp_path):
 
 def test_long_out_names_keep_their_working_names_within_the_limit(tmp_path):
     from forgetir.atomic import atomic_write
-    from forgetir.runlock import partial_prefix, working_folder
+    from forgetir.runs.lock import partial_prefix, working_folder
 
     name = "r" * 250
     assert len(partial_prefix(tmp_path / name)) + 8 <= 255
@@ -1363,7 +1363,7 @@ def test_an_interrupted_unlearn_ends_in_one_line_and_leaves_nothing(parent, tmp_
 
 
 def test_a_second_train_into_the_same_out_is_refused_naming_the_holder(tmp_path, capsys):
-    from forgetir.runlock import hold
+    from forgetir.runs.lock import hold
 
     out = tmp_path / "train"
     with hold(out):  # a first training, working in place now

@@ -41,3 +41,30 @@ def test_overrides_on_both_sides_of_an_option(capsys, tmp_path):
     # Parsing only: an unknown key after --quiet must reach the config loader.
     assert main(["train", "train.steps=1", "--quiet", "bogus.key=1", "--out", str(tmp_path)]) == 2
     assert "unknown key(s) bogus" in capsys.readouterr().err
+
+
+def test_argparse_lives_only_in_the_cli_package():
+    # The library takes typed options; parsing a command line is cli/'s alone (issue 25).
+    import re
+    from pathlib import Path
+
+    import forgetir
+
+    root = Path(forgetir.__file__).parent
+    uses = re.compile(r"^\s*(import|from) argparse\b", re.M)
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if p.parent.name != "cli" and uses.search(p.read_text())
+    ]
+    assert offenders == []
+
+
+def test_python_dash_m_forgetir_runs_the_cli():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "forgetir", "degradations"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "denoise_25" in done.stdout

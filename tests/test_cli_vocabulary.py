@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from forgetir.arguments import SHARED_HELP, _ListAction, deprecated_aliases, take_spill
-from forgetir.cli import _MODEL_COMMANDS, build_parser, main
+from forgetir.cli.arguments import SHARED_HELP, _ListAction, deprecated_aliases, take_spill
+from forgetir.cli.main import _MODEL_COMMANDS, build_parser, main
 
 # concept -> (canonical option, spellings it replaced: never a visible option anywhere)
 CONCEPTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -198,7 +198,7 @@ def test_old_spellings_still_work_and_warn(capsys, command, argv, dest, value):
 
 
 def test_reproduce_takes_the_old_and_new_ut_spellings_alike(tmp_path):
-    from forgetir.reproduce import options_from_args
+    from forgetir.cli.reproduce import options_from_args
 
     parser = COMMANDS["reproduce"]
     new = options_from_args(parser.parse_args(["b.ckpt", "--ut-dehaze", "u.ckpt"]))

@@ -12,19 +12,19 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
 from forgetir.checkpoint import save_model
+from forgetir.cli.eval import add_arguments as add_eval_arguments
+from forgetir.cli.eval import run as eval_command
 from forgetir.data.testsets import build_test_sets
-from forgetir.evaluate import (
-    add_eval_arguments,
+from forgetir.metrics import describe_protocol
+from forgetir.models import create_model
+from forgetir.scoring.evaluate import (
     describe_test_sets,
-    eval_command,
     evaluate_degraded_input,
     evaluate_model,
     format_table,
     restore,
     write_results,
 )
-from forgetir.metrics import describe_protocol
-from forgetir.models import create_model
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_tiled_evaluation_with_a_tile_covering_the_images_is_exact(sets):
 
 
 def test_tiling_scope_reaches_restore_and_an_argument_overrides_it(monkeypatch):
-    import forgetir.inference as ev
+    import forgetir.scoring.inference as ev
 
     seen = []
     real = ev.restore_tiled
@@ -199,8 +199,8 @@ class _Counting(nn.Conv2d):
 
 
 def test_reuse_outputs_restores_each_image_once_per_model_state():
-    from forgetir.evaluate import restore
-    from forgetir.inference import reuse_outputs
+    from forgetir.scoring.evaluate import restore
+    from forgetir.scoring.inference import reuse_outputs
 
     net, xs = _Counting().eval(), [torch.rand(1, 3, 8, 8) for _ in range(3)]
     plain = restore(net, xs)

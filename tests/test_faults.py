@@ -74,7 +74,7 @@ def test_an_exception_inside_the_writer_leaves_nothing(tmp_path):
 _HOLDER = """
     import sys, time
     from pathlib import Path
-    from forgetir.runlock import hold
+    from forgetir.runs.lock import hold
     with hold(Path(sys.argv[1])):
         print("held", flush=True)
         time.sleep(600)
@@ -94,7 +94,7 @@ def test_a_lock_held_by_another_process_is_one_line_naming_it(tmp_path, capsys):
         child.kill()
         child.communicate(timeout=60)
     # The lock died with its holder: the folder can be taken again.
-    from forgetir.runlock import hold
+    from forgetir.runs.lock import hold
 
     with hold(out):
         pass
@@ -103,7 +103,7 @@ def test_a_lock_held_by_another_process_is_one_line_naming_it(tmp_path, capsys):
 def _run_state(tmp_path: Path) -> tuple[list[str], bool]:
     """The folder's entries, and whether ``run`` (if there) is whole: every file run.json
     records exists with its recorded SHA-256."""
-    from forgetir.runs import hash_check
+    from forgetir.runs.folder import hash_check
 
     names = sorted(p.name for p in tmp_path.iterdir())
     run = tmp_path / "run"

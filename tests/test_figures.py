@@ -1,10 +1,10 @@
-"""Image grids and plots of forgetir.figures."""
+"""Image grids and plots of forgetir.render.figures."""
 
 import pytest
 import torch
 
 from forgetir.data.testsets import build_test_sets
-from forgetir.figures import write_image_grid, write_model_grid
+from forgetir.render.figures import write_image_grid, write_model_grid
 
 
 def test_write_image_grid_checks_shapes(tmp_path):

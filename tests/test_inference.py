@@ -1,4 +1,4 @@
-"""forgetir.inference: the tiling and precision scopes, bf16 autocast, the shared options."""
+"""forgetir.scoring.inference: the tiling and precision scopes, bf16 autocast, shared options."""
 
 from __future__ import annotations
 
@@ -6,20 +6,23 @@ import pytest
 import torch
 
 from forgetir.checkpoint import load_model
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.cli import main
 from forgetir.data.testsets import build_test_sets
 from forgetir.errors import InvalidInputError
-from forgetir.evaluate import evaluate_model
-from forgetir.inference import (
+from forgetir.scoring.evaluate import evaluate_model
+from forgetir.scoring.inference import (
     autocast_dtype,
     current_precision,
     current_tiling,
     forward,
+    gather_shares,
     precision_scope,
+    shard_indices,
+    shard_scope,
     tiling_options,
     tiling_scope,
 )
-from forgetir.shipped import resolve_checkpoint
 
 
 def test_scopes_nest_and_restore():
@@ -44,6 +47,24 @@ def test_auto_precision_is_fp32_on_the_cpu():
     assert autocast_dtype("auto", torch.device("cpu")) is None
     assert autocast_dtype("fp32", torch.device("cpu")) is None
     assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+
+
+def test_fp16_needs_a_gpu():
+    with pytest.raises(InvalidInputError, match="--precision fp16 needs a CUDA GPU"):
+        autocast_dtype("fp16", torch.device("cpu"))
+
+
+def test_shards_interleave_and_cover_every_image():
+    shares = []
+    for rank in range(3):
+        with shard_scope(rank, 3):
+            shares.append(shard_indices(7))
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+    assert shard_indices(7) == list(range(7))  # outside a scope: every image
+    with pytest.raises(ValueError, match="rank 2 is not in 0..world_size-1"):
+        shard_scope(2, 2).__enter__()
+    with pytest.raises(RuntimeError, match=r"no process restored image\(s\) \[1\]"):
+        gather_shares([torch.zeros(1), None])
 
 
 def test_bf16_forward_is_autocast_and_returns_fp32():

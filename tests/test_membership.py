@@ -1,4 +1,5 @@
-"""forgetir.membership: exact ROC metrics against brute force, scores against hand computations."""
+"""forgetir.membership.attack: exact ROC metrics against brute force, scores against hand
+computations."""
 
 import itertools
 import math
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from forgetir.membership import (
+from forgetir.membership.attack import (
     attack_metrics,
     calibrated_scores,
     lira_offline_scores,

@@ -24,7 +24,7 @@ def _faults_per_allocation(mib: int, repeats: int = 4) -> float:
 _MEASURE = """
 import sys
 from tests.test_memory import _faults_per_allocation
-from forgetir.memory import retain_freed_memory
+from forgetir.runtime.memory import retain_freed_memory
 if not retain_freed_memory(False):
     sys.exit(3)
 before = _faults_per_allocation(48)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import forgetir.progress as progress
+import forgetir.runtime.progress as progress
 from forgetir.data.testsets import build_test_sets
-from forgetir.evaluate import evaluate_model
-from forgetir.figures import write_model_grid
-from forgetir.progress import Progress, is_quiet, quiet_scope, track
+from forgetir.render.figures import write_model_grid
+from forgetir.runtime.progress import Progress, is_quiet, quiet_scope, track
+from forgetir.scoring.evaluate import evaluate_model
 
 
 @pytest.fixture

@@ -287,7 +287,7 @@ def test_a_misbehaving_model_module_is_one_line_before_any_work(tmp_path, capsys
 
 
 def test_eval_refuses_an_image_that_would_not_fit_and_a_tile_makes_it_fit(monkeypatch, capsys):
-    from forgetir import footprint
+    from forgetir.scoring import footprint
 
     monkeypatch.setattr(footprint, "available_bytes", lambda device: 3 << 20)  # 3 MiB free
     argv = ["eval", "shipped:before", "--max-side", "64", "--tasks", "denoise_25"]
@@ -341,3 +341,25 @@ def test_an_image_listed_twice_in_a_part_is_refused(tmp_path):
     m["retain"]["count"] += 1
     with pytest.raises(ManifestError, match="retain lists image\\(s\\) twice: cats/1.png"):
         load_manifest(_edited(tmp_path, m))
+
+
+def test_a_writer_that_reports_a_full_disk_its_own_way_is_named(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from forgetir import atomic
+    from forgetir.errors import OutputPathError
+
+    target = tmp_path / "resume.pt"
+
+    def torch_save(tmp):  # what torch.save raises when the disk fills
+        tmp.write_bytes(b"half")
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    with pytest.raises(RuntimeError, match="PytorchStreamWriter"):  # space left: a bug's own
+        with atomic.atomic_path(target) as tmp:
+            torch_save(tmp)
+    monkeypatch.setattr(atomic.os, "statvfs", lambda p: SimpleNamespace(f_bavail=0))
+    with pytest.raises(OutputPathError, match=f"cannot write {target}: no space left"):
+        with atomic.atomic_path(target) as tmp:
+            torch_save(tmp)
+    assert list(tmp_path.iterdir()) == []

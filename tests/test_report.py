@@ -17,11 +17,13 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from forgetir import report, verify
+from forgetir.checks import verify
+from forgetir.cli import report as report_cli
 from forgetir.data.testsets import TestSet
 from forgetir.errors import IntegrityError
-from forgetir.evaluate import write_results
-from forgetir.figures import write_model_grid
+from forgetir.render.figures import write_model_grid
+from forgetir.report import write as report
+from forgetir.scoring.evaluate import write_results
 
 TASKS = ("dehaze", "derain", "denoise_15", "denoise_25", "denoise_50")
 EVIL = '<script>alert("x")</script> & <b>'
@@ -284,6 +286,6 @@ def test_bad_run_json(tmp_path):
 def test_report_command(built, capsys):
     run, _ = built
     parser = argparse.ArgumentParser()
-    report.add_report_arguments(parser)
-    assert report.report_command(parser.parse_args([str(run)])) == 0
+    report_cli.add_arguments(parser)
+    assert report_cli.run(parser.parse_args([str(run)])) == 0
     assert "report.html" in capsys.readouterr().out

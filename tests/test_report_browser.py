@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetir.report import write_report
+from forgetir.report.write import write_report
 from test_report import make_run_dir
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

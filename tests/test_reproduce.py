@@ -3,17 +3,17 @@ import json
 
 import pytest
 
+from forgetir.cli.reproduce import add_arguments as add_reproduce_arguments
+from forgetir.cli.reproduce import run as reproduce_command
 from forgetir.config import load_config
 from forgetir.methods import list_methods
 from forgetir.reproduce import (
     FORGET_TYPES,
     ReproduceError,
     ReproduceOptions,
-    add_reproduce_arguments,
     build_plan,
     check_inputs,
     format_grid,
-    reproduce_command,
     run_cell,
     run_plan,
     select_cells,

@@ -4,11 +4,11 @@ import shutil
 import pytest
 
 from forgetir.checkpoint import sha256_file
+from forgetir.checks.verify import verify_folder
 from forgetir.cli import main
 from forgetir.errors import InputFileError, IntegrityError
-from forgetir.runs import RunFolder, hash_check, resolve
+from forgetir.runs.folder import RunFolder, hash_check, resolve
 from forgetir.unlearn import run_unlearn
-from forgetir.verify import verify_folder
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_resolve_and_hash_check(tmp_path):
 def test_a_failed_verify_leaves_the_folder_as_it_was(
     parent, tmp_path, tiny_opts, monkeypatch, ut_ckpt
 ):
-    import forgetir.verify
+    import forgetir.checks.verify
 
     out = tmp_path / "no-ut"
     run_unlearn(parent, out, tiny_opts(verify=False), forget=["dehaze"])
@@ -128,7 +128,7 @@ def test_a_failed_verify_leaves_the_folder_as_it_was(
         raise RuntimeError("failed after the new UT's quality row was computed")
 
     # The new UT's quality row is computed first; the failure comes later, in the checks.
-    monkeypatch.setattr(forgetir.verify, "verify_model", fail)
+    monkeypatch.setattr(forgetir.checks.verify, "verify_model", fail)
     with pytest.raises(RuntimeError, match="quality row"):
         verify_folder(out, ut=str(ut_ckpt))
     assert {n: (out / n).read_bytes() for n in before} == before
@@ -195,7 +195,7 @@ def test_verify_refuses_a_run_whose_hash_records_were_removed(run_dir, tmp_path)
 def test_tile_reaches_unlearn_and_verify_and_is_recorded(
     parent, tmp_path, tiny_opts, monkeypatch, ut_ckpt
 ):
-    import forgetir.inference as ev
+    import forgetir.scoring.inference as ev
 
     tiles = []
     real = ev.restore_tiled

@@ -1,4 +1,4 @@
-"""forgetir.runtime: devices, precision and the global random generators."""
+"""forgetir.runtime.process: devices, precision and the global random generators."""
 
 import random
 
@@ -8,7 +8,7 @@ import torch
 
 from forgetir.config import ConfigError
 from forgetir.errors import DeviceError, InvalidInputError
-from forgetir.runtime import (
+from forgetir.runtime.process import (
     get_rng_state,
     init_distributed,
     resolve_device,

@@ -1,4 +1,5 @@
-"""forgetir.scenarios: candidate pairs of a split, the attack report, and the shipped scenarios.
+"""forgetir.membership.scenarios: candidate pairs of a split, the attack report, and the shipped
+scenarios.
 
 The last two tests load the shipped scenario models and really compute the attack and the class
 gap (a few seconds on one thread): a memorising BEFORE must be told apart from its UT.
@@ -10,9 +11,10 @@ import torch
 from torch import nn
 
 from forgetir.checkpoint import load_model
+from forgetir.checkpoint.shipped import WEIGHTS_DIR, resolve_checkpoint, shipped_split
 from forgetir.config import DataConfig
 from forgetir.data.splits import load_manifest, make_split
-from forgetir.scenarios import (
+from forgetir.membership.scenarios import (
     GROUPS,
     attack_from_psnr,
     candidate_pairs,
@@ -20,7 +22,6 @@ from forgetir.scenarios import (
     class_skill,
     instance_attack,
 )
-from forgetir.shipped import WEIGHTS_DIR, resolve_checkpoint, shipped_split
 
 
 def _shipped(*names: str) -> bool:

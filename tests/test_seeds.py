@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from forgetir.seeds import (
+from forgetir.runs.seeds import (
     SUMMARY_JSON,
     SUMMARY_MD,
     format_difference,

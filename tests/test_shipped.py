@@ -7,10 +7,7 @@ from pathlib import Path
 import pytest
 
 from forgetir.checkpoint import load_model, read_sidecar, sha256_file
-from forgetir.cli import main
-from forgetir.data.testsets import build_test_sets
-from forgetir.evaluate import evaluate_degraded_input, evaluate_model
-from forgetir.shipped import (
+from forgetir.checkpoint.shipped import (
     SCENARIO_MODELS,
     SHIPPED,
     WEIGHTS_DIR,
@@ -18,6 +15,9 @@ from forgetir.shipped import (
     shipped_split,
     ut_name_for,
 )
+from forgetir.cli import main
+from forgetir.data.testsets import build_test_sets
+from forgetir.scoring.evaluate import evaluate_degraded_input, evaluate_model
 
 AVAILABLE = [n for n in SHIPPED if (WEIGHTS_DIR / f"{n}.safetensors").is_file()]
 

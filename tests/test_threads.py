@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from forgetir import threads
+from forgetir.runtime import threads
 
 
 @pytest.fixture(autouse=True)

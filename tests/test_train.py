@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from forgetir.checkpoint import load_model, read_sidecar, sha256_file
+from forgetir.cli.train import add_arguments as add_train_arguments
+from forgetir.cli.train import run as train_command
 from forgetir.config import load_config
-from forgetir.train import add_train_arguments, run_train, train_command
+from forgetir.train import run_train
 
 TINY = [
     "train.steps=3",

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from forgetir.checkpoint import load_model, read_sidecar, sha256_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.data.io import tensor_sha256
 from forgetir.records import ModelMeta
-from forgetir.report import write_report
-from forgetir.shipped import resolve_checkpoint
-from forgetir.testbed import parent_data_config
+from forgetir.report.write import write_report
+from forgetir.runs.testbed import parent_data_config
 from forgetir.unlearn import run_unlearn
 from forgetir.unlearn.inputs import parent_sources
 
@@ -62,7 +62,7 @@ def test_unlearn_errors(parent, tmp_path, tiny_opts):
 def test_split_test_sets_hold_each_part_and_task():
     from forgetir.config import DataConfig
     from forgetir.data.splits import build_split_datasets, make_split
-    from forgetir.testbed import split_set_names, split_test_sets
+    from forgetir.runs.testbed import split_set_names, split_test_sets
 
     data = DataConfig(
         tasks=["inpaint_4", "denoise_25"],
@@ -132,13 +132,14 @@ def test_unlearn_without_method_uses_the_recommended_one_and_its_schedule(parent
     from forgetir.methods import get_method
 
     out = tmp_path / "default"
-    argv = ["unlearn", str(parent), "--forget", "denoise", "--steps", "1", "--batch-size", "2"]
+    # The parent's images are 32x32, smaller than the recommended 64x64 patches: give the patch.
+    argv = ["unlearn", str(parent), "--forget", "denoise", "--steps", "1", "--patch-size", "16"]
     assert main([*argv, "--no-verify", "--max-side", "32", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "no --method given: using proxy-retrain (" in printed
+    assert "no --method given: using proxy-retrain-full (" in printed
     run = json.loads((out / "run.json").read_text())
-    assert run["method"] == "proxy-retrain"
+    assert run["method"] == "proxy-retrain-full"
     # Given options win; the others come from the method's recommended schedule.
-    plan = get_method("proxy-retrain").recommended_schedule
-    assert run["options"]["steps"] == 1 and run["options"]["batch_size"] == 2
-    assert run["options"]["patch_size"] == plan["patch_size"]
+    plan = get_method("proxy-retrain-full").recommended_schedule
+    assert run["options"]["steps"] == 1 and run["options"]["patch_size"] == 16
+    assert run["options"]["batch_size"] == plan["batch_size"]

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forgetir import verify
+from forgetir.checks import verify
 from forgetir.checks.anamnesis import ain_value
 from forgetir.checks.membership import _fit_logistic
 from forgetir.data.testsets import TestSet

@@ -117,7 +117,7 @@ def unlearn_model(
     own.load_state_dict(state)
     paths = None
     if report:
-        from forgetir.report import write_report  # function-level: see above
+        from forgetir.report.write import write_report  # function-level: see above
 
         paths = write_report(run_dir)
     return UnlearnResult(run_dir, run, own.eval(), paths)

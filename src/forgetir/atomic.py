@@ -131,9 +131,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if isinstance(e, ForgetirError):
             raise
         raise OutputPathError(f"cannot write {path}: {e.strerror or e}") from e
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, Exception) and _disk_full(path.parent):
+            # Writers such as torch.save report a full disk as their own error type.
+            raise OutputPathError(
+                f"cannot write {path}: no space left on the device ({type(e).__name__}: {e})"
+            ) from e
         raise
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has no block left for an unprivileged write."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except (OSError, AttributeError):  # gone, or no statvfs (Windows)
+        return False
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:

@@ -24,10 +24,10 @@ from typing import Any
 import yaml
 
 from forgetir.atomic import atomic_write
+from forgetir.degradations.registry import TASKS
 from forgetir.errors import InvalidInputError
 
 PRESET_DIR = Path(__file__).parent / "configs"
-ALL_TASKS = ["dehaze", "derain", "denoise_15", "denoise_25", "denoise_50"]
 
 
 class ConfigError(InvalidInputError):
@@ -45,7 +45,7 @@ class ModelConfig:
 class DataConfig:
     source: str = "deadleaves"  # deadleaves | promptir | paired | classes
     root: str | None = None  # dataset root for non-synthetic sources
-    tasks: list[str] = field(default_factory=lambda: list(ALL_TASKS))
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
     exclude: list[str] = field(default_factory=list)  # tasks (or families) left out: the UT model
     patch_size: int = 64
     pool_size: int = 1024  # number of dead-leaves training images (a fixed, enumerable pool)
@@ -325,11 +325,25 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def split_key_value(text: str) -> tuple[str, str] | None:
+    """The one reader of ``KEY=VALUE`` tokens (config overrides, method hyperparameters,
+    ``--data``, reproduce's old ``--ut KIND=PATH``): ``(key, value)`` split at the first ``=``,
+    the key stripped; None without ``=`` or key, so that each caller names its option.
+
+    Example:
+        >>> split_key_value("optim.lr=1e-3"), split_key_value("lr")
+        (('optim.lr', '1e-3'), None)
+    """
+    key, sep, value = text.partition("=")
+    return (key.strip(), value) if sep and key.strip() else None
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"optim.lr=1e-3"`` -> ``("optim.lr", 0.001)``; the value is read as YAML."""
-    if "=" not in text:
+    pair = split_key_value(text)
+    if pair is None:
         raise ConfigError(f"override {text!r} must look like key=value, e.g. optim.lr=1e-3")
-    key, raw = text.split("=", 1)
+    key, raw = pair
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
@@ -340,7 +354,7 @@ def parse_override(text: str) -> tuple[str, Any]:
             value = float(value)
         except ValueError:
             pass
-    return key.strip(), value
+    return key, value
 
 
 def load_config(

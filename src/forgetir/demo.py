@@ -14,46 +14,18 @@ Example:
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from forgetir.arguments import add_list, add_out
-from forgetir.unlearn import add_options, options_from_args, run_unlearn
+from forgetir.degradations import forget_types
+from forgetir.options import UnlearnOptions
+from forgetir.unlearn import run_unlearn
 
-DEMO_FORGET = ("dehaze", "derain", "denoise")
-
-
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--forget",
-        default="dehaze",
-        choices=DEMO_FORGET,
-        metavar="TASK",
-        help=f"the degradation type to forget: {', '.join(DEMO_FORGET)} (default: dehaze)",
-    )
-    add_list(
-        parser,
-        "--method",
-        "NAME",
-        "unlearning methods to run side by side, see `forgetir methods`",
-        dest="methods",
-        default_text="the seed paper's accurate-forgetting and the method recommended for --forget",
-    )
-    add_options(
-        parser,
-        ("target", "steps", "relearn_steps", "ain_max_steps", "test_max_side"),
-        steps={
-            "default": None,
-            "help": "unlearning steps (default: each method's recommended steps, else 60)",
-        },
-        test_max_side={"extra": "smaller is faster"},
-    )
-    add_out(parser, "folder of the runs", "runs/demo, runs/demo-2, ...")
-    add_options(parser, ("threads", "quiet"))
+DEMO_FORGET = forget_types()
 
 
 def _fresh(base: Path) -> Path:
@@ -85,50 +57,60 @@ def demo_methods(forget: str, given: Sequence[str] | None) -> list[tuple[str, st
     return runs + ([(best, f"recommended: {why}")] if best != PAPER_METHOD else [])
 
 
-def demo_command(args: argparse.Namespace) -> int:
+def run_demo(
+    forget: str,
+    base: UnlearnOptions,
+    out: str | Path | None = None,
+    methods: Sequence[str] | None = None,
+) -> dict[str, Path]:
+    """Forget ``forget`` from ``shipped:before`` with each of ``methods`` (default: the seed
+    paper's and the recommended one, :func:`demo_methods`), each run verified and reported into
+    ``out/METHOD``; print the side-by-side table; return the run folders by method. ``base``
+    holds the options every run shares (``base.steps`` None: each method's recommended steps).
+    """
     import torch
 
-    from forgetir.inference import reuse_outputs
+    from forgetir.scoring.inference import reuse_outputs
 
-    base = Path(args.out) if args.out else _fresh(Path("runs") / "demo")
-    methods = demo_methods(args.forget, args.methods)
+    root = Path(out) if out else _fresh(Path("runs") / "demo")
+    runs_of = demo_methods(forget, methods)
     t0 = time.time()
     print(
-        f"forgetir demo: forgetting {args.forget} from the shipped promptir-tiny with "
-        f"{', '.join(m for m, _ in methods)}; writing {base} "
+        f"forgetir demo: forgetting {forget} from the shipped promptir-tiny with "
+        f"{', '.join(m for m, _ in runs_of)}; writing {root} "
         f"(torch threads: {torch.get_num_threads()})"
     )
     runs: dict[str, Path] = {}
     with reuse_outputs():  # BEFORE and UT restore each test image once for all the runs
-        for method, why in methods:
-            runs[method] = _demo_run(args, method, why, base / method)
-    print("\n" + side_by_side(runs, args.forget))
+        for method, why in runs_of:
+            runs[method] = _demo_run(forget, base, method, why, root / method)
+    print("\n" + side_by_side(runs, forget))
     print(f"done in {time.time() - t0:.0f} s. Reports:")
-    for method, out in runs.items():
-        print(f"  {method}: {(out / 'report.html').resolve()}")
-    return 0
+    for method, folder in runs.items():
+        print(f"  {method}: {(folder / 'report.html').resolve()}")
+    return runs
 
 
-def _demo_run(args: argparse.Namespace, method: str, why: str, out: Path) -> Path:
+def _demo_run(forget: str, base: UnlearnOptions, method: str, why: str, out: Path) -> Path:
     """One method's run of the demo into ``out``, with its report."""
     from forgetir.methods.recommend import method_and_schedule
-    from forgetir.report import write_report
+    from forgetir.report.write import write_report
 
     print(f"\n== {method} ({why})")
     # A method's own recommended budget (e.g. proxy-retrain: 30 steps at 32x32) unless given.
-    _, schedule, _ = method_and_schedule(method, [args.forget], {"steps": args.steps})
+    _, schedule, _ = method_and_schedule(method, [forget], {"steps": base.steps})
     steps, patch = schedule["steps"], schedule["patch_size"]
-    opts = options_from_args(args, method=method, **schedule)
+    opts = dataclasses.replace(base, method=method, **schedule)
     run_unlearn(
         "shipped:before",
         out,
         opts,
-        forget=[args.forget],
-        command=f"forgetir unlearn shipped:before --forget {args.forget} --method {method} "
-        f"--target {args.target} --steps {steps} --batch-size {schedule['batch_size']} "
+        forget=[forget],
+        command=f"forgetir unlearn shipped:before --forget {forget} --method {method} "
+        f"--target {base.target} --steps {steps} --batch-size {schedule['batch_size']} "
         f"--patch-size {patch} --max-side "
-        f"{args.test_max_side} --relearn-steps {args.relearn_steps} --ain-max-steps "
-        f"{args.ain_max_steps}",
+        f"{base.test_max_side or 0} --relearn-steps {base.relearn_steps} --ain-max-steps "
+        f"{base.ain_max_steps}",
     )
     write_report(out)
     return out
@@ -137,7 +119,7 @@ def _demo_run(args: argparse.Namespace, method: str, why: str, out: Path) -> Pat
 def side_by_side(runs: dict[str, Path], forget: str) -> str:
     """One table of the runs' quality rows (input, BEFORE, UT once; one row per method) and a
     verdict line per method, with the protocol and test data they rest on."""
-    from forgetir.evaluate import format_table
+    from forgetir.scoring.evaluate import format_table
 
     rows: dict[str, Any] = {}
     verdicts: list[str] = []

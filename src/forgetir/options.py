@@ -83,6 +83,9 @@ class UnlearnOptions:
     # and overlap in pixels (see forgetir.models.tiling); None: whole images / the default.
     tile: int | None = None
     tile_overlap: int | None = None
+    # Autocast of unlearning's steps and of every test-image restoration (forgetir.inference
+    # PRECISIONS): auto is bf16 on a GPU, fp32 on a CPU; weights stay fp32 either way.
+    precision: str = "auto"
 
 
 # Fields whose option is not the field's name: the test-photo size is --max-side on every command.

@@ -27,11 +27,8 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import shlex
 import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,22 +39,21 @@ from torch import nn
 
 from forgetir.atomic import atomic_json, check_output_dir
 from forgetir.checkpoint import TORCH_SUFFIXES, load_model, save_model, sha256_file
-from forgetir.config import ConfigError, RunConfig, load_config, save_config, to_dict
+from forgetir.checkpoint.shipped import resolve_checkpoint
+from forgetir.config import ConfigError, RunConfig, save_config, to_dict
 from forgetir.data.datasets import build_train_dataset
-from forgetir.data.pipeline import make_train_loader, resolve_tasks, train_tasks
+from forgetir.data.pipeline import make_train_loader, train_tasks
 from forgetir.data.testsets import build_test_sets
 from forgetir.engine import RESUME_NAME, RESUME_NEXT_NAME, Engine, FitResult
-from forgetir.evaluate import (
+from forgetir.models import create_model
+from forgetir.runs.lock import hold
+from forgetir.scoring.evaluate import (
     INPUT_ROW,
     describe_test_sets,
     evaluate_degraded_input,
     evaluate_model,
     format_table,
 )
-from forgetir.models import create_model
-from forgetir.runlock import hold
-from forgetir.runtime import distributed_env
-from forgetir.shipped import resolve_checkpoint
 
 POOL_MANIFEST = "train_pool.json"
 CONFIG_NAME = "config.yaml"
@@ -281,75 +277,3 @@ def _remove_unresumable(out: Path, existing: set[str] | None) -> None:
     if existing is None:
         with contextlib.suppress(OSError):
             out.rmdir()
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``forgetir train``."""
-    from forgetir.arguments import add_list, add_out, add_quiet, add_threads
-
-    parser.add_argument(
-        "--config", default="cpu", help="preset (cpu, paper) or a .yaml file (default: cpu)"
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. train.steps=500 optim.lr=1e-3",
-    )
-    add_list(
-        parser,
-        "--exclude",
-        "TASK",
-        "leave tasks out (the UT model); 'denoise' drops all three sigmas",
-        spill=True,
-    )
-    add_out(parser, "run folder", "runs/train-<model>[-no-<tasks>]")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    add_threads(parser)
-    add_quiet(parser, "no result table either")
-
-
-def _command_line(args: argparse.Namespace, out: Path) -> str:
-    parts = ["forgetir", "train", "--config", str(args.config)]
-    for task in args.exclude or []:
-        parts += ["--exclude", task]
-    if args.threads is not None:
-        parts += ["--threads", str(args.threads)]
-    parts += ["--out", str(out)]
-    if args.resume:
-        parts.append("--resume")
-    parts += list(args.overrides)
-    prefix = ""
-    if (world := distributed_env()[0]) > 1:
-        prefix = f"torchrun (world size {world}): "
-    return prefix + shlex.join(parts)
-
-
-def train_command(args: argparse.Namespace) -> int:
-    """``forgetir train``: load the config, apply overrides and ``--exclude``, run."""
-    distributed_env()  # WORLD_SIZE without RANK...: refused before any work
-    cfg = load_config(args.config, args.overrides)
-    if args.threads is not None:  # the same setting as train.threads=N
-        cfg.train.threads = args.threads
-    if args.exclude:
-        cfg.data.exclude = resolve_tasks([*cfg.data.exclude, *args.exclude], "--exclude")
-    if args.out:
-        out = Path(args.out)
-    else:
-        suffix = "-no-" + "-".join(args.exclude) if args.exclude else ""
-        out = Path("runs") / f"train-{cfg.model.name}{suffix}"
-    run_train(cfg, out, resume=args.resume, command=_command_line(args, out), quiet=args.quiet)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m forgetir.train` for torchrun users
-    parser = argparse.ArgumentParser(prog="forgetir train")
-    add_train_arguments(parser)
-    from forgetir.arguments import take_spill
-
-    parsed = parser.parse_args()
-    parsed.overrides = [*(parsed.overrides or []), *take_spill(parsed)]
-    sys.exit(train_command(parsed))

@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import nn
 
+from forgetir.checkpoint.shipped import WEIGHTS_DIR, shipped_split
 from forgetir.checks import CHECKS, summary_lines
 from forgetir.checks.calibrated_membership import CalibratedMembershipCheck, attack_table
-from forgetir.document import Doc
 from forgetir.errors import InputFileError, IntegrityError
-from forgetir.scenarios import GROUPS
-from forgetir.shipped import WEIGHTS_DIR, shipped_split
+from forgetir.membership.scenarios import GROUPS
+from forgetir.render.document import Doc
 
 # Deleted images that are merely easy (high PSNR for any model), non-members harder.
 EASY = {
@@ -115,7 +115,7 @@ def test_compute_and_render_on_constructed_models(tmp_path):
 def test_candidates_fit_the_pixel_budget_task_first():
     from forgetir.config import DataConfig
     from forgetir.data.splits import make_split
-    from forgetir.scenarios import split_candidates
+    from forgetir.membership.scenarios import split_candidates
 
     cfg = DataConfig(pool_size=40, image_size=16, tasks=["denoise_25", "denoise_50"])
     m = make_split(cfg, "instances", ["dl-000001", "dl-000002"], held_out=30)
@@ -146,9 +146,9 @@ def test_missing_mia_reference_is_refused_before_any_work(tmp_path, tiny_opts):
 
 @pytest.mark.skipif(not _shipped("mem-before", "mem-ut", "inpaint-before"), reason="not shipped")
 def test_unlearn_on_the_memorisation_scenario_reports_the_attack_side_by_side(tmp_path, tiny_opts):
-    from forgetir.report import write_report
+    from forgetir.checks.verify import verify_folder
+    from forgetir.report.write import write_report
     from forgetir.unlearn import run_unlearn
-    from forgetir.verify import verify_folder
 
     out = tmp_path / "run"
     opts = tiny_opts(

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from forgetir.checks.reference import ReferenceStore
+from forgetir.checks.verify import verify_run
 from forgetir.data.testsets import TestSet
-from forgetir.verify import verify_run
 
 
 def _conv(seed: int) -> nn.Module:
@@ -136,7 +136,7 @@ def test_a_forged_reference_run_is_refused_and_recomputed(tmp_path):
 
 def test_shipped_ut_references_match_the_shipped_weights():
     from forgetir.checkpoint import sha256_file
-    from forgetir.shipped import WEIGHTS_DIR
+    from forgetir.checkpoint.shipped import WEIGHTS_DIR
 
     files = sorted(WEIGHTS_DIR.glob("*.reference.json"))
     assert files, "the shipped UTs carry their reference logs"

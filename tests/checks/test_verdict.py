@@ -15,8 +15,8 @@ from forgetir.checks.verdict import (
     paired_interval,
     verdict_line,
 )
+from forgetir.checks.verify import verify_run
 from forgetir.data.testsets import TestSet
-from forgetir.verify import verify_run
 
 # 40 forget-test images whose PSNRs spread over 8 dB (as photos do), and per-image model noise
 # of 0.3 dB: the pairing removes the spread between images, not the noise.

@@ -23,7 +23,7 @@ import torch
 
 from forgetir.cli import main
 from forgetir.methods.base import METHODS, Batch, MethodConfig, UnlearningMethod
-from forgetir.testbed import load_eval_model
+from forgetir.runs.testbed import load_eval_model
 from forgetir.unlearn import UnlearnOptions, run_unlearn
 
 FORGET, UT_SPEC = "dehaze", "shipped:ut-dehaze"

@@ -9,17 +9,17 @@ import os
 import pytest
 import torch
 
+from forgetir.cli.split import add_arguments as add_split_arguments
+from forgetir.cli.split import run as split_command
 from forgetir.config import DataConfig
 from forgetir.data.io import write_image
 from forgetir.data.splits import (
     ManifestError,
-    add_split_arguments,
     build_split_datasets,
     load_manifest,
     make_split,
     manifest_sha256,
     save_manifest,
-    split_command,
 )
 
 DL = dict(pool_size=4, image_size=16, patch_size=8, test_set="deadleaves")

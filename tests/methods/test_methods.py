@@ -137,3 +137,18 @@ def test_original_must_not_be_the_model_itself(tiny):
     with pytest.raises(ValueError, match="original"):
         create_method("finetune", model, original=model)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_batch_shard_draws_the_ranks_rows_of_the_global_noise():
+    """Under torchrun each rank perturbs its rows exactly as one process perturbs the whole
+    batch (the same generator state on every rank)."""
+    from forgetir.methods.base import batch_shard, uniform_perturbed
+
+    y = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    whole = uniform_perturbed(y, 0.5, torch.Generator().manual_seed(7))
+    halves = []
+    for rank in range(2):
+        with batch_shard(rank, 2):
+            part = y[2 * rank : 2 * rank + 2]
+            halves.append(uniform_perturbed(part, 0.5, torch.Generator().manual_seed(7)))
+    assert torch.equal(torch.cat(halves), whole)

@@ -186,3 +186,63 @@ def test_deeper_guard_takes_each_simulated_step_from_where_the_last_left_by_hand
     with torch.no_grad():
         guard = (attacker(x_f) - x_f).abs().mean()
     assert m.loss(forget, retain)["guard_l1"] == pytest.approx(float(guard), rel=1e-5)
+
+
+def test_guard_on_a_model_with_auxiliary_losses_backpropagates():
+    """MoCE-IR records its routers' balance loss on every training forward: the guard's
+    simulated attacker forwards (whose graph its own grad frees) must not add theirs."""
+    from forgetir.models import create_model
+    from forgetir.models.base import collect_aux_losses
+
+    torch.manual_seed(0)
+    model = create_model("moceir-tiny")
+    method = create_method("proxy-retrain", model, None, {"guard_step": 1e-3}, "retrain-like")
+    g = torch.Generator().manual_seed(0)
+    batch = {"degraded": torch.rand(2, 3, 32, 32, generator=g)}
+    batch["clean"] = batch["degraded"].clone()
+    method.prepare(batch, batch)
+    with collect_aux_losses(model) as aux:
+        out = method.loss(batch, batch)
+    # the step's forward and the guard's forward through θ - δ; not the attacker's (3 before)
+    assert len(aux) == 2
+    (out["loss"] + sum(aux)).backward()
+
+
+def test_content_target_is_the_input_plus_what_before_does_to_the_clean_image_by_hand(tiny):
+    forget, retain = make_batch(1), make_batch(2, task="derain")
+    m = _method(tiny, forget_target="content", w_f=1.0, keep_ratio=1.0)
+    m.prepare(forget, retain)
+    x_f, y_f = forget["degraded"], forget["clean"]
+    with torch.no_grad():
+        target = x_f + m.original(y_f) - y_f
+        forget_term = (m.model(x_f) - target).abs().mean()
+        identity_term = (m.model(x_f) - x_f).abs().mean()
+    out = m.loss(forget, retain)
+    assert out["forget_target_l1"] == pytest.approx(float(forget_term), rel=1e-5)
+    assert abs(float(forget_term) - float(identity_term)) > 1e-4  # not the identity target
+
+
+def test_content_target_needs_clean_forget_images(tiny):
+    forget, retain = make_batch(1), make_batch(2)
+    m = _method(tiny, forget_target="content")
+    with pytest.raises(ValueError, match="clean"):
+        m.prepare({"degraded": forget["degraded"]}, retain)
+
+
+def test_full_preset_frees_every_weight_and_weights_the_identity_forget_term_4(tiny):
+    forget, retain = make_batch(1), make_batch(2, task="derain")
+    m = create_method("proxy-retrain-full", tiny(), generator=torch.Generator().manual_seed(0))
+    assert m.default_optim["lr"] == 1e-3
+    assert m.recommended_schedule == {"steps": 60, "batch_size": 8, "patch_size": 64}
+    m.prepare(forget, retain)
+    assert m.mask_fraction() == pytest.approx(1.0)
+    x_f = forget["degraded"]
+    with torch.no_grad():
+        forget_term = (m.model(x_f) - x_f).abs().mean()
+    out = m.loss(forget, retain)  # the retain term is 0 at BEFORE
+    assert float(out["loss"].detach()) == pytest.approx(4.0 * float(forget_term), rel=1e-5)
+
+
+def test_full_preset_rejects_bad_values(tiny):
+    with pytest.raises(ConfigError, match="keep_ratio"):
+        create_method("proxy-retrain-full", tiny(), overrides={"keep_ratio": 2.0})

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from forgetir.shipped import WEIGHTS_DIR
+from forgetir.checkpoint.shipped import WEIGHTS_DIR
 from forgetir.unlearn import UnlearnOptions, run_unlearn
 
 pytestmark = pytest.mark.skipif(

@@ -14,7 +14,7 @@ from forgetir.models.adair_freq import (
     frequency_split,
     frequency_split_literal,
 )
-from forgetir.models.registry import create_model
+from forgetir.models.factory import create_model
 
 
 def _rate(*pairs: tuple[float, float]) -> torch.Tensor:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from forgetir.models.factory import create_model
 from forgetir.models.layers import set_reference_mode
 from forgetir.models.promptir import PromptGenBlock, PromptIR, default_prompt_dims
-from forgetir.models.registry import create_model
 
 DATA = Path(__file__).parent / "data"
 SMALL = {"num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1}

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from forgetir.checkpoint import load_model
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.data.testsets import build_test_sets
 from forgetir.errors import InvalidInputError
 from forgetir.metrics import psnr
@@ -17,7 +18,6 @@ from forgetir.models.tiling import (
     restore_tiled,
     tile_starts,
 )
-from forgetir.shipped import resolve_checkpoint
 
 
 class Local(nn.Module):

@@ -25,7 +25,7 @@ from forgetir.checkpoint.files import (
 )
 from forgetir.checkpoint.sidecar import read_sidecar
 from forgetir.models.external import ensure_registered, set_condition
-from forgetir.models.registry import create_model, list_models
+from forgetir.models.factory import create_model, list_models
 
 
 def check_fit(

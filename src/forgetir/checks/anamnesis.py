@@ -28,8 +28,8 @@ from forgetir.checks.base import (
     single_images,
 )
 from forgetir.checks.relearning import relearn
-from forgetir.document import fmt
-from forgetir.evaluate import restore
+from forgetir.render.document import fmt
+from forgetir.scoring.evaluate import restore
 
 __all__ = ["AIN_HIDDEN_BELOW", "AnamnesisCheck", "ain_value", "anamnesis_index", "forget_l1"]
 

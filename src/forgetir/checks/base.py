@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from forgetir.evaluate import describe_test_sets
+from forgetir.scoring.evaluate import describe_test_sets
 
 __all__ = [
     "BEFORE",
@@ -200,7 +200,7 @@ class Check:
         return []
 
     def render(self, doc: Any, result: Mapping[str, Any], verify: Mapping[str, Any]) -> None:
-        """Write the check's section body (a :class:`forgetir.document.Doc`)."""
+        """Write the check's section body (a :class:`forgetir.render.document.Doc`)."""
         raise NotImplementedError
 
 

@@ -2,10 +2,10 @@
 baseline of :mod:`forgetir.checks.membership`.
 
 For an instance split whose candidates are whole images (the forgotten images, the kept
-training images and held-out non-members of the same kind; :func:`forgetir.scenarios.
+training images and held-out non-members of the same kind; :func:`forgetir.membership.scenarios.
 candidate_pairs`), each model's per-image PSNR is calibrated by the PSNR of a *reference* model
 that never saw any candidate (Shafran et al., ICCV 2021): ``score = psnr_model - psnr_reference``
-(:func:`forgetir.scenarios.attack_from_psnr`). A run records its reference with
+(:func:`forgetir.membership.scenarios.attack_from_psnr`). A run records its reference with
 ``forgetir unlearn --mia-reference CHECKPOINT``; without one the check falls back to the plain
 per-image loss attack (threshold on PSNR) and says so, since that attack flags merely easy images
 as members. Reported for BEFORE, UT and the unlearned model side by side: AUC and TPR at 1% and
@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from forgetir.checks.base import Check, Context, figure
-from forgetir.document import fmt
-from forgetir.membership import per_image_psnr
-from forgetir.progress import track
-from forgetir.scenarios import GROUPS, attack_from_psnr
+from forgetir.membership.attack import per_image_psnr
+from forgetir.membership.scenarios import GROUPS, attack_from_psnr
+from forgetir.render.document import fmt
+from forgetir.runtime.progress import track
 
 __all__ = ["CalibratedMembershipCheck", "attack_table"]
 
@@ -62,8 +62,9 @@ def attack_table(
     ``psnr[label][group]``: per-image PSNR of each model on each group of :data:`GROUPS`;
     ``reference[group]``: the reference model's, or None for the uncalibrated attack. Per model:
     ``psnr`` (group means), ``advantage_db`` (forgotten/kept minus non-members),
-    ``attack`` (forgotten and kept vs non-members: :func:`forgetir.membership.attack_metrics`)
-    and ``uncalibrated`` (the plain loss attack, for comparison).
+    ``attack`` (forgotten and kept vs non-members:
+    :func:`forgetir.membership.attack.attack_metrics`) and ``uncalibrated`` (the plain loss
+    attack, for comparison).
     """
     models: dict[str, Any] = {}
     for label, target in psnr.items():

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from forgetir.checks.base import Check, Context, figure
-from forgetir.document import fmt
+from forgetir.render.document import fmt
 
 __all__ = ["CostCheck", "cost"]
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from forgetir.checks.base import BEFORE, UNLEARNED, UT, Check, Context, figure, finite
-from forgetir.document import fmt
-from forgetir.figures import column
+from forgetir.render.document import fmt
+from forgetir.render.figures import column
 
 __all__ = ["GapsCheck", "gaps"]
 

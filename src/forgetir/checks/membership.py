@@ -1,12 +1,13 @@
 """Population membership attack (the baseline): a logistic attack on per-image losses of
 members vs non-members, applied to the forgotten images. Forgotten images should look like
 non-members, as they do for UT. Population attacks overstate forgetting (Hayes et al. 2024);
-a calibrated per-example attack is a separate check.
+a calibrated per-example attack is a separate check. Its AUCs are
+:func:`forgetir.membership.attack.roc_auc`, the one AUC of the package.
 
 Example:
     >>> import numpy as np
-    >>> _auc(np.array([2.0, 3.0]), np.array([1.0]))
-    1.0
+    >>> round(_fit_logistic(np.array([-1.0, 1.0]), np.array([0.0, 1.0]))[0], 1) > 0
+    True
 """
 
 from __future__ import annotations
@@ -26,22 +27,15 @@ from forgetir.checks.base import (
     l1_per_image,
     single_images,
 )
-from forgetir.document import fmt
-from forgetir.evaluate import restore
-from forgetir.figures import mia_figure
-from forgetir.progress import track
+from forgetir.membership.attack import roc_auc
+from forgetir.render.document import fmt
+from forgetir.render.figures import mia_figure
+from forgetir.runtime.progress import track
+from forgetir.scoring.evaluate import restore
 
 __all__ = ["MembershipCheck", "membership_inference"]
 
 NEED = ("members", "nonmembers", "forgotten")
-
-
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(score(pos) > score(neg)) + 0.5 P(tie): the Mann-Whitney form of ROC AUC."""
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
@@ -134,11 +128,12 @@ def membership_inference(
         "seed": int(seed),
         "attack_fit_accuracy": float(fit_hits) / (2 * n_fit),
         "attack_accuracy": float(((s_m > 0).sum() + (s_n <= 0).sum()) / (2 * len(s_m))),
-        "attack_auc": _auc(s_m, s_n),
+        "attack_auc": roc_auc(s_m, s_n),
         "forgotten_member_rate": float((s_f > 0).mean()) if len(s_f) else float("nan"),
         "nonmember_member_rate": float((s_n > 0).mean()),
         "member_member_rate": float((s_m > 0).mean()),
-        "forgotten_vs_nonmembers_auc": _auc(s_f, s_n),
+        # No forgotten images (a split without them): no AUC to report, as for the rate above.
+        "forgotten_vs_nonmembers_auc": roc_auc(s_f, s_n) if len(s_f) else float("nan"),
         "member_loss_mean": float(loss_m.mean()),
         "nonmember_loss_mean": float(loss_n.mean()),
         "forgotten_loss_mean": float(loss_f.mean()) if len(loss_f) else float("nan"),

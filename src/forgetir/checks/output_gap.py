@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from forgetir.checks.base import Check, Context, as_pairs, figure, l1_per_image, mean, single_images
-from forgetir.document import fmt
-from forgetir.evaluate import restore
+from forgetir.render.document import fmt
+from forgetir.scoring.evaluate import restore
 
 __all__ = ["OutputGapCheck", "output_gap"]
 

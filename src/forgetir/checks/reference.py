@@ -35,9 +35,9 @@ from torch import nn
 from forgetir.atomic import atomic_json
 from forgetir.checkpoint import sha256_file
 from forgetir.checks.base import Context, as_pairs, l1_per_image, mean, single_images
-from forgetir.evaluate import restore
 from forgetir.provenance import software_versions, utc_now
 from forgetir.records import json_safe
+from forgetir.scoring.evaluate import restore
 
 __all__ = ["ReferenceStore", "reference_key", "state_hash", "ut_run"]
 

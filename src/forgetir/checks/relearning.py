@@ -33,11 +33,11 @@ from forgetir.checks.base import (
     mean,
     single_images,
 )
-from forgetir.document import fmt
-from forgetir.evaluate import restore
-from forgetir.figures import relearn_figure
 from forgetir.metrics import describe_protocol, psnr
-from forgetir.progress import Progress
+from forgetir.render.document import fmt
+from forgetir.render.figures import relearn_figure
+from forgetir.runtime.progress import Progress
+from forgetir.scoring.evaluate import restore
 
 __all__ = ["RelearnCheck", "measure", "relearn"]
 

@@ -44,8 +44,8 @@ from scipy import stats
 
 from forgetir.checks.anamnesis import AIN_HIDDEN_BELOW
 from forgetir.checks.base import BEFORE, UNLEARNED, UT, Context
-from forgetir.document import fmt
-from forgetir.evaluate import INPUT_ROW, evaluate_model
+from forgetir.render.document import fmt
+from forgetir.scoring.evaluate import INPUT_ROW, evaluate_model
 
 __all__ = [
     "THRESHOLDS",

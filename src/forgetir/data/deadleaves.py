@@ -24,7 +24,7 @@ which spreads the hues while keeping each colour's lightness and saturation.
 
 Speed: one image is a few milliseconds of single-thread work on tensors too small to gain
 from intra-op threads (on a busy machine those threads cost far more than they save), so
-:func:`dead_leaves` runs under :func:`forgetir.threads.single_thread`;
+:func:`dead_leaves` runs under :func:`forgetir.runtime.threads.single_thread`;
 ``benchmarks/bench_deadleaves.py`` measures it.
 
 Seeds: :func:`image_seed` derives the seed of image ``index`` of a training pool from the pool
@@ -52,7 +52,7 @@ from torch import Tensor
 
 from forgetir.data.textures import motif_fill, stripes_fill
 from forgetir.errors import InvalidInputError
-from forgetir.threads import single_thread
+from forgetir.runtime.threads import single_thread
 
 # The default classes (class splits without an explicit list use these) ...
 CONTENT_CLASSES: tuple[str, ...] = ("disks", "squares", "stripes")

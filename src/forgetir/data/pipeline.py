@@ -47,9 +47,9 @@ from forgetir.data.folders import (
 )
 from forgetir.data.pool import CleanSource, DeadLeavesPool
 from forgetir.data.promptir_layout import PromptIRLayout
-from forgetir.degradations import degrade, list_tasks
+from forgetir.degradations import degrade, list_tasks, task_groups
 from forgetir.errors import MissingInputError
-from forgetir.threads import single_thread
+from forgetir.runtime.threads import single_thread
 
 __all__ = [
     "AUGMENT_OPS",
@@ -96,14 +96,6 @@ def task_id(task: str) -> int:
     return len(_OFFICIAL_IDS) + others.index(task)
 
 
-def _families() -> dict[str, list[str]]:
-    fam: dict[str, list[str]] = {}
-    for t in list_tasks():
-        name = t.split("_")[0]  # "denoise_25" -> "denoise", "inpaint_4" -> "inpaint"
-        fam.setdefault(name, []).append(t)
-    return {k: v for k, v in fam.items() if len(v) > 1 or v[0] != k}
-
-
 def resolve_tasks(names: Sequence[str], option: str = "tasks") -> list[str]:
     """Expand families ("denoise" -> its three sigmas) and validate, keeping the given order.
 
@@ -113,7 +105,7 @@ def resolve_tasks(names: Sequence[str], option: str = "tasks") -> list[str]:
     """
     if isinstance(names, str):
         names = [names]
-    families = _families()
+    families = task_groups()
     out: list[str] = []
     for n in names:
         expanded = families.get(n, [n])

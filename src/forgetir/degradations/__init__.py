@@ -19,11 +19,13 @@ from forgetir.degradations.registry import (
     as_generator,
     degrade,
     degrade_each,
+    forget_types,
     get_degradation,
     list_degradations,
     list_tasks,
     register_degradation,
     task_family,
+    task_groups,
 )
 
 __all__ = [
@@ -31,9 +33,11 @@ __all__ = [
     "as_generator",
     "degrade",
     "degrade_each",
+    "forget_types",
     "get_degradation",
     "list_degradations",
     "list_tasks",
     "register_degradation",
     "task_family",
+    "task_groups",
 ]

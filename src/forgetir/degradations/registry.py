@@ -70,6 +70,31 @@ def list_tasks() -> list[str]:
     return list(TASKS) + [t for t in _TASK_TABLE if t not in TASKS]
 
 
+def task_groups() -> dict[str, list[str]]:
+    """Names that stand for several tasks, as ``--forget`` and ``data.exclude`` take them:
+    ``"denoise"`` is the three noise levels, ``"inpaint"`` the two mask sizes.
+
+    Example:
+        >>> task_groups()["denoise"]
+        ['denoise_15', 'denoise_25', 'denoise_50']
+    """
+    groups: dict[str, list[str]] = {}
+    for t in list_tasks():
+        groups.setdefault(t.split("_")[0], []).append(t)  # "denoise_25" -> "denoise"
+    return {k: v for k, v in groups.items() if len(v) > 1 or v[0] != k}
+
+
+def forget_types() -> tuple[str, ...]:
+    """The seed paper's forget types: each of :data:`TASKS`, its noise levels as one group.
+
+    Example:
+        >>> forget_types()
+        ('dehaze', 'derain', 'denoise')
+    """
+    groups = {t: name for name, tasks in task_groups().items() for t in tasks}
+    return tuple(dict.fromkeys(groups.get(t, t) for t in TASKS))
+
+
 def task_family(task: str) -> tuple[str, dict[str, Any]]:
     """``(family, fixed_params)`` of a task, e.g. ``"denoise_25" -> ("noise", {"sigma": 25})``."""
     if task not in _TASK_TABLE:

@@ -41,15 +41,16 @@ from forgetir.engine.resume import (
 )
 from forgetir.engine.schedule import build_optimizer
 from forgetir.errors import RunExistsError
-from forgetir.progress import Progress
-from forgetir.runtime import (
+from forgetir.runtime.process import (
     get_rng_state,
     init_distributed,
+    leave_distributed,
     resolve_device,
     resolve_precision,
     seed_everything,
     set_rng_state,
 )
+from forgetir.runtime.progress import Progress
 
 
 class NonFiniteLossError(RuntimeError):
@@ -188,12 +189,9 @@ class Engine:
     def close(self) -> None:
         """Leave the process group if this engine created it (call once, at the end)."""
         self.model = self.raw  # drop the DDP wrapper: its reducer holds work on the group
-        if self.dist.created_group and dist.is_initialized():
+        if self.dist.created_group:
             gc.collect()
-            # All ranks tear Gloo down together: a rank leaving while its peer is still
-            # exchanging can abort the peer ("terminate called without an active exception").
-            dist.barrier()
-            dist.destroy_process_group()
+        leave_distributed(self.dist)
 
     def any_rank(self, flag: bool) -> bool:
         """``flag`` on any rank (one all-reduce under DDP)."""

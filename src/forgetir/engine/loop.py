@@ -24,7 +24,7 @@ from forgetir.engine.logs import RunLogs, flat_floats, scalars
 from forgetir.engine.resume import Snapshot, restore_snapshot, take_snapshot
 from forgetir.engine.schedule import lr_at, set_lr
 from forgetir.models.base import collect_aux_losses
-from forgetir.progress import Progress
+from forgetir.runtime.progress import Progress
 
 MAX_CONSECUTIVE_SKIPS = 20
 

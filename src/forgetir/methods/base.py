@@ -31,8 +31,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -47,6 +50,10 @@ TARGETS = ("collapse", "retrain-like")
 # The largest size a real-valued method hyperparameter (weight, ratio, step) may have.
 MAX_HPARAM = 1e6
 Batch = dict[str, Any]
+# (rank, world size) of the process's share of a step's global batch: see batch_shard.
+_SHARD: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
+    "forgetir_batch_shard", default=(0, 1)
+)
 
 
 @dataclass
@@ -115,11 +122,48 @@ def psnr_mean(output: torch.Tensor, target: torch.Tensor) -> float:
     return float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean())
 
 
+@contextlib.contextmanager
+def batch_shard(rank: int, world_size: int) -> Iterator[None]:
+    """Within the block, each batch a method sees is rows ``rank*B ... (rank+1)*B - 1`` of the
+    step's global batch (torchrun, one process per rank), and :func:`batch_noise` draws the
+    noise of the global batch and keeps those rows: N processes then draw what one process
+    draws for the same global batch, so their unlearned weights match.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> with batch_shard(1, 2):
+        ...     half = batch_noise(torch.rand, (2, 3), g)
+        >>> whole = torch.rand((4, 3), generator=torch.Generator().manual_seed(0))
+        >>> bool(torch.equal(half, whole[2:]))
+        True
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..world_size-1 (world_size {world_size})")
+    token = _SHARD.set((rank, world_size))
+    try:
+        yield
+    finally:
+        _SHARD.reset(token)
+
+
+def batch_noise(
+    draw: Any, shape: tuple[int, ...] | torch.Size, generator: torch.Generator, dtype: Any = None
+) -> torch.Tensor:
+    """``draw(shape, generator=...)`` (``torch.rand``/``torch.randn``) for a batch of ``shape``:
+    this rank's rows of the global batch's draw inside :func:`batch_shard`, else the plain draw.
+    Every rank's generator is seeded alike, so the global draws agree."""
+    rank, world = _SHARD.get()
+    rows = shape[0]
+    full = (rows * world, *shape[1:])
+    z = draw(full, generator=generator, device=generator.device, dtype=dtype)
+    return z[rank * rows : (rank + 1) * rows] if world > 1 else z
+
+
 def uniform_perturbed(
     y: torch.Tensor, half_range: float, generator: torch.Generator
 ) -> torch.Tensor:
     """The seed paper's adversarial target: ``clamp(y + p, 0, 1)``, p ~ U(-r, r) elementwise."""
-    u = torch.rand(y.shape, generator=generator, device=generator.device, dtype=y.dtype)
+    u = batch_noise(torch.rand, y.shape, generator, y.dtype)
     return (y + (u.to(y.device) * 2 - 1) * half_range).clamp(0, 1)
 
 
@@ -137,7 +181,7 @@ def gaussian_like(
     x = x.detach()
     mean = x.mean(dims[stats], keepdim=True)
     std = x.std(dims[stats], keepdim=True) if x[0, 0].numel() > 1 else torch.zeros_like(mean)
-    z = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
+    z = batch_noise(torch.randn, x.shape, generator, x.dtype)
     return (z.to(x.device) * std + mean).clamp(0, 1)
 
 

@@ -59,7 +59,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgetir.config import NON_NEGATIVE, ConfigError
-from forgetir.methods.base import Batch, MethodConfig, UnlearningMethod, gaussian_like, require
+from forgetir.methods.base import (
+    Batch,
+    MethodConfig,
+    UnlearningMethod,
+    batch_noise,
+    gaussian_like,
+    require,
+)
 from forgetir.methods.registry import register_method
 from forgetir.models.external import encode, encoder_parameters, has_encoder
 
@@ -139,9 +146,7 @@ class EncoderNoise(UnlearningMethod):
         pool = x_f if x_r is None or x_r.shape[1:] != x_f.shape[1:] else torch.cat([x_f, x_r])
         pool = pool.detach()
         std = pool.std() if pool.numel() > 1 else torch.zeros((), dtype=pool.dtype)
-        z = torch.randn(
-            x_f.shape, generator=self.generator, device=self.generator.device, dtype=x_f.dtype
-        )
+        z = batch_noise(torch.randn, x_f.shape, self.generator, x_f.dtype)
         return (z.to(x_f.device) * std + pool.mean()).clamp(0, 1)
 
     def _loss(self, forget_batch: Batch | None, retain_batch: Batch | None) -> dict[str, Any]:

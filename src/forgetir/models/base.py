@@ -48,13 +48,14 @@ def collect_aux_losses(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     """
     sink: list[torch.Tensor] = []
     owners = [m for m in model.modules() if isinstance(m, AuxLossMixin)]
+    outer = [m._aux_sink for m in owners]  # nested blocks: the enclosing one collects again
     for m in owners:
         m._aux_sink = sink
     try:
         yield sink
     finally:
-        for m in owners:
-            m._aux_sink = None
+        for m, previous in zip(owners, outer, strict=True):
+            m._aux_sink = previous
 
 
 class RestorationModel(nn.Module):

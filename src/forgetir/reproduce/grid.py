@@ -9,14 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forgetir.checkpoint.shipped import resolve_checkpoint
+from forgetir.degradations import forget_types
 from forgetir.errors import InvalidInputError
-from forgetir.shipped import resolve_checkpoint
+from forgetir.options import UnlearnOptions
 
 SCALES = ("cpu", "paper")
-FORGET_TYPES = ("dehaze", "derain", "denoise")
+FORGET_TYPES = forget_types()
 MAIN_METHOD = "accurate-forgetting"
 CONTROL_METHOD = "finetune"
-CPU_STEPS, CPU_BATCH, CPU_PATCH = 60, 8, 64
+# The cpu scale runs an unlearning run's own defaults (declared once, in UnlearnOptions).
+_RUN = UnlearnOptions()
+CPU_STEPS, CPU_BATCH, CPU_PATCH = _RUN.steps, _RUN.batch_size, _RUN.patch_size
 PAPER_EPOCHS, PAPER_BATCH, PAPER_PATCH = 2.0, 16, 128
 SWEEP_LRS = (1e-4, 1.5e-4, 2e-4)
 SWEEP_BATCHES = (12, 16, 20)
@@ -78,7 +82,9 @@ class ReproduceOptions:
     # The main/* and methods/* cells also run at seeds seed+1 .. seed+seeds-1 (cells named
     # "<cell>@seed<s>"); the summary reports their figures as mean ± sd over the seeds.
     seeds: int = 3
-    relearn_steps: int = 20
+    relearn_steps: int = _RUN.relearn_steps
+    # The grid's own preset, not a run default: every cell's AIN search stops at 40 steps
+    # (a single run's, UnlearnOptions.ain_max_steps, at 100).
     ain_max_steps: int = 40
 
 

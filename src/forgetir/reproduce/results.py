@@ -15,7 +15,7 @@ from forgetir.reproduce.grid import (
     Plan,
     _resolved,
 )
-from forgetir.seeds import aggregate_runs
+from forgetir.runs.seeds import aggregate_runs
 
 
 def _numbers(value: Any) -> Any:
@@ -138,7 +138,7 @@ def _verify_figures(v: dict[str, Any]) -> dict[str, Any]:
 
 def seed_entries(plan: Plan) -> dict[str, Any]:
     """Per cell run at several seeds (``<cell>@seed<k>`` copies): its figures as mean ± sd over
-    the seeds whose folders are done (see :mod:`forgetir.seeds`)."""
+    the seeds whose folders are done (see :mod:`forgetir.runs.seeds`)."""
     out: dict[str, Any] = {}
     for cell in plan.cells:
         if SEED_MARK in cell.name or cell.kind != "unlearn":

@@ -12,6 +12,7 @@ from typing import Any
 
 from forgetir.atomic import atomic_json
 from forgetir.checkpoint import TORCH_SUFFIXES, read_sidecar
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.config import load_config
 from forgetir.data.pipeline import build_sources, resolve_tasks, train_tasks
 from forgetir.data.promptir_layout import PromptIRLayout
@@ -35,8 +36,7 @@ from forgetir.reproduce.grid import (
 )
 from forgetir.reproduce.results import cell_quality, mean_psnr, read_result, worst_retain_change
 from forgetir.reproduce.summary import write_summary
-from forgetir.shipped import resolve_checkpoint
-from forgetir.testbed import model_meta, parent_data_config
+from forgetir.runs.testbed import model_meta, parent_data_config
 from forgetir.train import run_train
 from forgetir.unlearn import UnlearnOptions, run_unlearn
 

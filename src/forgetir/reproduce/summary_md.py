@@ -6,9 +6,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from forgetir.evaluate import format_table
 from forgetir.reproduce.grid import _hms
-from forgetir.seeds import format_difference, format_mean_sd
+from forgetir.runs.seeds import format_difference, format_mean_sd
+from forgetir.scoring.evaluate import format_table
 
 
 def fmt(x: Any, digits: int = 2, signed: bool = False) -> str:

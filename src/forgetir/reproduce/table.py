@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from forgetir.checkpoint.shipped import shipped_split
 from forgetir.methods import list_methods
 from forgetir.reproduce.grid import (
     ABLATIONS,
@@ -41,7 +42,6 @@ from forgetir.reproduce.grid import (
     ReproduceOptions,
     SplitSpec,
 )
-from forgetir.shipped import shipped_split
 
 QUALITY_ONLY = {"verify": False, "grids": False}
 VERIFIED = {"verify": True, "grids": True}

@@ -1,6 +1,6 @@
 """``forgetir unlearn``: run an unlearning method on a checkpoint and a split, then evaluate.
 
-The run folder follows the layout :mod:`forgetir.report` reads (``run.json``, ``model.*``,
+The run folder follows the layout :mod:`forgetir.report.write` reads (``run.json``, ``model.*``,
 ``log.csv``, ``quality.json``, ``verify.json``, ``split.json``, ``grids/``).
 
 The forget and retain training data come from the parent checkpoint's own training
@@ -13,7 +13,7 @@ BEFORE) and a forget floor (stop once the forget PSNR reaches ``forget_floor`` d
 
 The pieces: :mod:`.inputs` (options and folder checks, split, data, models), :mod:`.guard`,
 :mod:`.steps` (train, score, record, verify), :mod:`.run` (the folder made whole or not at
-all; several seeds) and :mod:`.command` (the command line, each option declared once).
+all; several seeds); the command line is :mod:`forgetir.cli.unlearn`.
 
 Example:
     >>> opts = UnlearnOptions(steps=2, batch_size=2, patch_size=32, verify=False)
@@ -24,13 +24,7 @@ Example:
 from __future__ import annotations
 
 from forgetir.options import UnlearnOptions, option_name
-from forgetir.testbed import load_eval_model
-from forgetir.unlearn.command import (
-    add_options,
-    add_unlearn_arguments,
-    options_from_args,
-    unlearn_command,
-)
+from forgetir.runs.testbed import load_eval_model
 from forgetir.unlearn.guard import Guard
 from forgetir.unlearn.inputs import check_options, check_run_folder, clean_source_images
 from forgetir.unlearn.run import run_unlearn, run_unlearn_seeds
@@ -38,15 +32,11 @@ from forgetir.unlearn.run import run_unlearn, run_unlearn_seeds
 __all__ = [
     "Guard",
     "UnlearnOptions",
-    "add_options",
-    "add_unlearn_arguments",
     "check_options",
     "check_run_folder",
     "clean_source_images",
     "load_eval_model",
     "option_name",
-    "options_from_args",
     "run_unlearn",
     "run_unlearn_seeds",
-    "unlearn_command",
 ]

@@ -9,8 +9,8 @@ from typing import Any
 from torch import nn
 
 from forgetir.data.testsets import build_test_sets
-from forgetir.evaluate import evaluate_degraded_input, evaluate_model
 from forgetir.options import UnlearnOptions
+from forgetir.scoring.evaluate import evaluate_degraded_input, evaluate_model
 
 
 def _guard_sets(tasks: list[str], seed: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from torch import nn
 
 from forgetir.atomic import check_output_dir
 from forgetir.checkpoint import sha256_file, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint, ut_name_for
 from forgetir.config import DataConfig, check_fields
 from forgetir.data.folders import PairedImages, _listing, image_folder
 from forgetir.data.pipeline import build_sources, make_train_loader, train_tasks
@@ -26,15 +27,15 @@ from forgetir.data.splits import (
 )
 from forgetir.data.testsets import MIXED, TEST_SOURCES, check_max_side
 from forgetir.errors import InvalidInputError, RunExistsError
-from forgetir.fresh import prepare_checkpoint
-from forgetir.inference import tiling_options
 from forgetir.methods import get_method
 from forgetir.metrics import PROTOCOLS
 from forgetir.options import UnlearnOptions, option_name
 from forgetir.records import ModelMeta
-from forgetir.runs import RUN_JSON, SPLIT_JSON
-from forgetir.shipped import resolve_checkpoint, ut_name_for
-from forgetir.testbed import load_eval_model, model_meta, parent_data_config
+from forgetir.runs.folder import RUN_JSON, SPLIT_JSON
+from forgetir.runs.fresh import prepare_checkpoint
+from forgetir.runs.testbed import load_eval_model, model_meta, parent_data_config
+from forgetir.runtime.process import resolve_device
+from forgetir.scoring.inference import autocast_dtype, tiling_options
 
 
 def check_options(opts: UnlearnOptions) -> UnlearnOptions:
@@ -55,6 +56,7 @@ def check_options(opts: UnlearnOptions) -> UnlearnOptions:
     if opts.test_set in ("photos", MIXED):
         check_max_side(opts.test_max_side, option_name("test_max_side"))
     tiling_options(opts.tile, opts.tile_overlap)  # the model's own multiple: once it is loaded
+    autocast_dtype(opts.precision, resolve_device("auto"))  # unknown, or fp16 on a CPU
     method = get_method(opts.method)
     method.check_target(opts.target)
     method.parse_config(opts.hparams)
@@ -107,16 +109,21 @@ def clean_source_images(source: str, data: DataConfig, seed: int = 0) -> Any:
     return image_folder(source)
 
 
-def loader_pair(datasets: dict[str, Any], method: Any, batch: int, seed: int) -> Any:
-    """``batches(start)``: dicts of the forget and/or retain batches the method needs."""
+def loader_pair(
+    datasets: dict[str, Any], method: Any, batch: int, seed: int, rank: int = 0, world: int = 1
+) -> Any:
+    """``batches(start)``: dicts of the forget and/or retain batches the method needs; under
+    torchrun ``batch`` is this ``rank``'s share and each step's ``world`` shares together are
+    the one-process batch (:class:`~forgetir.data.pipeline.StepSampler`)."""
 
     def batches(start: int) -> Any:
         parts = []
         for name, needed in (("forget", method.needs_forget), ("retain", method.needs_retain)):
             if needed:
-                parts.append(
-                    (name, make_train_loader(datasets[name], batch, start_step=start, seed=seed))
+                loader = make_train_loader(
+                    datasets[name], batch, start_step=start, rank=rank, world_size=world, seed=seed
                 )
+                parts.append((name, loader))
         iters = {name: iter(loader) for name, loader in parts}
         while True:
             try:

@@ -7,22 +7,25 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
 from torch import nn
 
 from forgetir.atomic import atomic_json
 from forgetir.checkpoint import sha256_file, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.data.pipeline import resolve_tasks
 from forgetir.data.splits import load_manifest
 from forgetir.errors import InvalidInputError, RunExistsError
 from forgetir.options import UnlearnOptions
-from forgetir.runlock import release, working_folder
-from forgetir.runs import RUN_JSON
-from forgetir.seeds import SEED_DIR, format_summary, write_seed_summary
-from forgetir.shipped import resolve_checkpoint
+from forgetir.runs.folder import RUN_JSON
+from forgetir.runs.lock import release, working_folder
+from forgetir.runs.seeds import SEED_DIR, format_summary, write_seed_summary
+from forgetir.runtime.process import DistInfo, init_distributed
 from forgetir.unlearn.inputs import (
     check_options,
     check_run_folder,
@@ -50,12 +53,17 @@ def run_unlearn(
     """Unlearn ``forget`` (tasks) or a split manifest from ``checkpoint``; return run.json.
 
     ``checkpoint`` (and ``ut``) may also be a live ``nn.Module`` or ``"fresh:MODEL"``: it is
-    saved into the run folder first (see :func:`forgetir.fresh.prepare_checkpoint`; ``data``
+    saved into the run folder first (see :func:`forgetir.runs.fresh.prepare_checkpoint`; ``data``
     names the data such a model is said to know).
 
     Everything is checked before any work (options, the split's source, checkpoints named,
     the output folder). The run is written into a hidden temporary folder beside ``out_dir``
     and moved into place only once complete: a run that fails leaves nothing behind.
+
+    Launched by ``torchrun``, the processes unlearn together (DDP: ``opts.batch_size`` is the
+    global batch, and N processes give one process's weights) and share the test images of
+    the quality tables; rank 0 alone then verifies and writes the folder, and the other ranks
+    return ``{}``.
     """
     check_options(opts)
     if forget and split:
@@ -74,15 +82,46 @@ def run_unlearn(
         load_manifest(split)  # malformed or contradictory: refused now (hashes come later)
     out = Path(out_dir)
     check_run_folder(out)
+    # Under torchrun every rank unlearns (DDP) and scores its share of the test images; only
+    # rank 0 writes the run folder, the others work in a throwaway one (see unlearn_into).
+    group = init_distributed()
+    try:
+        if not group.is_main:
+            with tempfile.TemporaryDirectory(prefix=".forgetir-rank") as scratch:
+                quiet = replace(opts, quiet=True)
+                args = (checkpoint, out, Path(scratch), quiet, forget, split, ut, arch, command)
+                return unlearn_into(*args, data, group)
+        return _unlearn_in_place(
+            checkpoint, out, opts, forget, split, ut, arch, command, data, group
+        )  # fmt: skip
+    finally:
+        if group.created_group and dist.is_initialized():  # left early by a failure
+            dist.destroy_process_group()
+
+
+def _unlearn_in_place(
+    checkpoint: Any,
+    out: Path,
+    opts: UnlearnOptions,
+    forget: list[str] | None,
+    split: str | None,
+    ut: Any,
+    arch: str | None,
+    command: str,
+    data: dict[str, Any] | None,
+    group: DistInfo,
+) -> dict[str, Any]:
+    """Rank 0's part of :func:`run_unlearn`: the run built in a locked working folder beside
+    ``out`` and moved into place once whole."""
     place = out.absolute()  # "--out ." too has a name and a parent to build beside
     made = [p for p in (place, *place.parents) if not p.exists()]
     try:
         # Locked while the run works in it: a second run into the same --out is refused,
-        # and only working folders of runs that died are cleaned (see forgetir.runlock).
+        # and only working folders of runs that died are cleaned (see forgetir.runs.lock).
         with working_folder(place) as work:
             try:
                 run = unlearn_into(
-                    checkpoint, out, work, opts, forget, split, ut, arch, command, data
+                    checkpoint, out, work, opts, forget, split, ut, arch, command, data, group
                 )
                 (work / "resume.pt").unlink(missing_ok=True)  # unlearn has no --resume
                 release(work)
@@ -117,6 +156,11 @@ def run_unlearn_seeds(
     so seeds of two different runs are never summarised together."""
     if seeds < 1:
         raise InvalidInputError(f"--seeds={seeds} is out of range; valid: >= 1")
+    if seeds > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InvalidInputError(
+            f"--seeds={seeds} under torchrun is not supported: launch one torchrun per seed "
+            "(--seed S --out DIR/seed-S)"
+        )
     out = Path(out_dir)
     plan = _seeds_plan(checkpoint, opts, seeds, kwargs)
     planned = _check_plan(out, plan)

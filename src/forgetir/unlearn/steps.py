@@ -13,11 +13,23 @@ import torch
 from torch import nn
 
 from forgetir.checkpoint import save_model, sha256_file, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.checks.reference import state_hash
+from forgetir.checks.verify import summarize, verify_model
 from forgetir.config import OptimConfig, TrainConfig, from_dict
 from forgetir.data.splits import manifest_sha256
 from forgetir.engine import Engine, FitResult
-from forgetir.evaluate import (
+from forgetir.methods import create_method
+from forgetir.methods.base import batch_shard
+from forgetir.models.moceir import expert_usage
+from forgetir.options import UnlearnOptions
+from forgetir.provenance import software_versions, utc_now
+from forgetir.records import FileRecord, RunRecord, SplitRecord
+from forgetir.render.figures import write_model_grid
+from forgetir.runs.folder import GRIDS, MODEL, QUALITY_JSON, VERIFY_JSON, RunFolder
+from forgetir.runs.testbed import evaluation_sets, load_eval_model, split_set_names
+from forgetir.runtime.process import DistInfo, leave_distributed
+from forgetir.scoring.evaluate import (
     INPUT_ROW,
     describe_test_sets,
     evaluate_degraded_input,
@@ -25,25 +37,18 @@ from forgetir.evaluate import (
     format_table,
     write_results,
 )
-from forgetir.figures import write_model_grid
-from forgetir.inference import (
+from forgetir.scoring.inference import (
+    current_precision,
     current_tiling,
+    precision_scope,
     reuse_outputs,
+    shard_scope,
     tensors_digest,
     tiling_options,
     tiling_scope,
 )
-from forgetir.methods import create_method
-from forgetir.models.moceir import expert_usage
-from forgetir.options import UnlearnOptions
-from forgetir.provenance import software_versions, utc_now
-from forgetir.records import FileRecord, RunRecord, SplitRecord
-from forgetir.runs import GRIDS, MODEL, QUALITY_JSON, VERIFY_JSON, RunFolder
-from forgetir.shipped import resolve_checkpoint
-from forgetir.testbed import evaluation_sets, load_eval_model, split_set_names
 from forgetir.unlearn.guard import Guard, needs_guard
 from forgetir.unlearn.inputs import Inputs, final_path, load_inputs, loader_pair
-from forgetir.verify import summarize, verify_model
 
 
 @dataclass
@@ -90,6 +95,7 @@ def train_method(inp: Inputs, opts: UnlearnOptions, work: Path) -> Trained:
         log_every=max(1, min(10, opts.steps)),
         threads=opts.threads,
         tensorboard=False,
+        precision=opts.precision,  # autocast; the weights and the optimiser stay fp32
     )
     config = {"options": asdict(opts), "optim": asdict(optim), "method": method.describe()}
     engine = Engine(
@@ -105,16 +111,23 @@ def train_method(inp: Inputs, opts: UnlearnOptions, work: Path) -> Trained:
     guard = None
     if needs_guard(opts, inp.forget_tasks):
         guard = Guard(inp.model, inp.before, method, inp.forget_tasks, inp.retain_tasks, opts)
-    batches = loader_pair(inp.datasets, method, engine.local_batch_size(), opts.seed)
-    first = next(iter(batches(0)))
+    rank, world = engine.rank, engine.world_size
+    batches = loader_pair(
+        inp.datasets, method, engine.local_batch_size(), opts.seed, rank, world
+    )  # fmt: skip
+    # The method prepares (a saliency mask, say) on the first GLOBAL batch on every rank, as
+    # one process does: the ranks then hold one mask, and N processes one process's weights.
+    first = next(iter(loader_pair(inp.datasets, method, opts.batch_size, opts.seed)(0)))
     method.prepare(first.get("forget"), first.get("retain"))
 
     def loss_fn(batch: dict[str, Any], step: int, model: nn.Module) -> dict[str, Any]:
         return method.loss(batch.get("forget"), batch.get("retain"), model=model)
 
-    t0 = time.time()
-    result = engine.fit(loss_fn, batches, on_step_end=guard)
-    wall = time.time() - t0
+    # Under torchrun each rank's method draws its rows of the global batch's noise.
+    with batch_shard(rank, world):
+        t0 = time.time()
+        result = engine.fit(loss_fn, batches, on_step_end=guard)
+        wall = time.time() - t0
     engine.close()
     inp.model.eval()
     stopped = guard.reason if guard and guard.reason else result.stopped_early
@@ -154,7 +167,9 @@ def _evaluate_once(
     first: dict[str, Any],
     quiet: bool | None = None,
 ) -> dict[str, Any]:
-    key = (state_hash(model), _test_sets_digest(test_sets), protocol, current_tiling())
+    # The rows depend on how the images were restored: tiles and autocast are in the key.
+    how = (current_tiling(), current_precision())
+    key = (state_hash(model), _test_sets_digest(test_sets), protocol, how)
     if key not in _ROWS:
         outputs: dict[str, Any] = {}
         rows = _evaluate(model, test_sets, protocol, outputs, quiet)
@@ -316,16 +331,26 @@ def unlearn_into(
     arch: str | None,
     command: str,
     data: dict[str, Any] | None = None,
+    group: DistInfo | None = None,
 ) -> dict[str, Any]:
     """The run of :func:`~forgetir.unlearn.run_unlearn`, written into ``work``; paths recorded
-    name ``out``."""
+    name ``out``. ``group``: torchrun's process group (made by ``run_unlearn``), left once the
+    ranks have trained and scored together; a rank other than 0 then returns ``{}``."""
+    group = group if group is not None else DistInfo()
     inp = load_inputs(checkpoint, ut, work, opts, forget, split, arch, data)
     models = [m for m in (inp.before, inp.ut_model) if m is not None]
-    # --tile reaches every whole-image restoration of the run: guard, scores, checks, grids;
-    # each model restores each test image once for all of them.
-    with tiling_scope(*tiling_options(opts.tile, opts.tile_overlap, models)), reuse_outputs():
+    # --tile and --precision reach every whole-image restoration of the run: guard, scores,
+    # checks, grids; each model restores each test image once for all of them.
+    tiling = tiling_options(opts.tile, opts.tile_overlap, models)
+    with tiling_scope(*tiling), precision_scope(opts.precision), reuse_outputs():
         trained = train_method(inp, opts, work)
-        scored = score(inp, opts, work)
+        # Under torchrun the ranks share the test images of the scores, then part: the
+        # checks, the records and the files are rank 0's alone.
+        with shard_scope(group.rank, group.world_size):
+            scored = score(inp, opts, work)
+        leave_distributed(group)
+        if not group.is_main:
+            return {}
         run, mia_path = save_and_record(inp, trained, scored, opts, work, out, command)
         run = verify_and_finish(inp, trained, scored, run, mia_path, opts, work, arch)
     return run.to_json()

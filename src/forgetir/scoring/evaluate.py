@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,18 +28,16 @@ from torch import nn
 
 from forgetir.atomic import atomic_json
 from forgetir.degradations import TASKS
-from forgetir.inference import (
-    PRECISIONS,
-    add_tiling_arguments,
-    autocast_dtype,
+from forgetir.metrics import describe_protocol, psnr_ssim
+from forgetir.runtime.progress import Progress, is_quiet
+from forgetir.scoring.inference import (
     cached_outputs,
     current_precision,
     current_tiling,
     forward,
-    tiling_options,
+    gather_shares,
+    shard_indices,
 )
-from forgetir.metrics import PROTOCOLS, describe_protocol, psnr_ssim
-from forgetir.progress import Progress, is_quiet
 
 Metrics = dict[str, Any]  # {"psnr": float, "ssim": float, "n": int}
 INPUT_ROW = "input"
@@ -88,7 +85,8 @@ def restore(
     ``tile``/``tile_overlap``: restore ``tile`` × ``tile`` tiles with blended overlaps
     (:func:`~forgetir.models.tiling.restore_tiled`); ``precision``: ``auto``, ``fp32`` or
     ``bf16`` autocast of the model's forward. None: as the enclosing
-    :func:`~forgetir.inference.tiling_scope` / :func:`~forgetir.inference.precision_scope`
+    :func:`~forgetir.scoring.inference.tiling_scope` /
+    :func:`~forgetir.scoring.inference.precision_scope`
     say (whole images in fp32 outside them).
 
     Example:
@@ -113,20 +111,21 @@ def restore(
         was_training = model.training
         model.eval()
         outputs: list[torch.Tensor | None] = [None] * len(images)
+        mine = shard_indices(len(images))  # all of them, unless torchrun's ranks share the work
         try:
-            for idx in _groups(images, batch_size):
-                x = torch.cat([images[i] for i in idx]).to(dev)
+            for idx in _groups([images[i] for i in mine], batch_size):
+                x = torch.cat([images[mine[i]] for i in idx]).to(dev)
                 y = forward(model, x, tile, tile_overlap, precision).cpu()
                 for k, i in enumerate(idx):
-                    outputs[i] = y[k : k + 1]
+                    outputs[mine[i]] = y[k : k + 1]
                 restored += len(idx)
                 if on_batch is not None:
                     on_batch(len(idx))
         finally:
             model.train(was_training)
-        return [o for o in outputs if o is not None]
+        return gather_shares(outputs)
 
-    # Within forgetir.inference.reuse_outputs(), the same model on the same images once.
+    # Within forgetir.scoring.inference.reuse_outputs(), the same model on the same images once.
     outputs = cached_outputs(model, images, how, compute)
     if on_batch is not None and not restored and outputs:
         on_batch(len(outputs))  # reused: the progress still counts them
@@ -191,7 +190,8 @@ def evaluate_model(
     No gradients; images of one size are batched (``batch_size`` at a time); the model runs on
     ``device`` (default: where its parameters are). ``per_image`` adds ``"images"``:
     ``{name: {"psnr", "ssim"}}``. Progress (images restored, ``label``) shows after 2 s
-    unless ``quiet`` (None: as :func:`forgetir.progress.quiet_scope` says). ``first_outputs``
+    unless ``quiet`` (None: as :func:`forgetir.runtime.progress.quiet_scope` says).
+    ``first_outputs``
     (a dict) receives each task's output for its first image (for an image grid, which then
     need not restore it again). ``tile``/``tile_overlap``/``precision``: tiled inference and
     autocast, as in :func:`restore` (None: as the enclosing scopes say). Metrics are fp32.
@@ -344,143 +344,3 @@ def write_results(
         **_json_safe(dict(extra or {})),
     }
     return atomic_json(path, record)
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``forgetir eval``."""
-    from forgetir.arguments import (
-        CHECKPOINT_FORMS,
-        add_arch,
-        add_checkpoint,
-        add_deprecated,
-        add_int,
-        add_list,
-        add_max_side,
-        add_out,
-        add_quiet,
-        add_threads,
-    )
-    from forgetir.data.testsets import TEST_SOURCES
-
-    add_checkpoint(parser, f"models to evaluate: {CHECKPOINT_FORMS}", dest="checkpoints", nargs="+")
-    add_arch(parser)
-    add_list(parser, "--tasks", "TASK", "tasks or families to evaluate", default_text="all five")
-    parser.add_argument(
-        "--protocol",
-        choices=PROTOCOLS,
-        default="promptir",
-        help="how PSNR/SSIM are computed: promptir (the seed paper's test code, RGB, SSIM 7x7 "
-        "uniform), pyiqa (SSIM on Y, 11x11 Gaussian) or gaussian (RGB, 11x11 Gaussian, 5-px "
-        "border excluded) (default: promptir)",
-    )
-    parser.add_argument(
-        "--test-set",
-        choices=TEST_SOURCES,
-        default="photos",
-        dest="test_set",
-        help="test images: photos (shipped), deadleaves (synthetic) or promptir (the official "
-        "test sets under --root) (default: photos)",
-    )
-    parser.add_argument(
-        "--root", metavar="FOLDER", help="dataset folder for --test-set promptir (holds test/)"
-    )
-    add_max_side(parser)
-    add_int(parser, "--degradation-seed", 1234)
-    add_deprecated(parser, "--seed", "--degradation-seed", dest="degradation_seed", type=int)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=8,
-        dest="batch_size",
-        metavar="N",
-        help="test images per forward pass (default: 8)",
-    )
-    add_tiling_arguments(parser)
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="autocast of the model's forward (auto: bf16 on a GPU that has it); metrics are "
-        "fp32 (default: fp32)",
-    )
-    add_out(parser, "also write the rows as JSON here", None)
-    add_threads(parser)
-    add_quiet(parser)
-
-
-def _row_names(paths: Sequence[str]) -> list[str]:
-    names = []
-    for p in paths:
-        if p.startswith("shipped:"):
-            names.append(p.removeprefix("shipped:"))
-            continue
-        path = Path(p)
-        name = path.parent.name if path.stem == "model" else path.stem
-        names.append(name or str(path))
-    if len(set(names)) < len(names):  # ambiguous short names: show the paths
-        return list(paths)
-    return names
-
-
-def eval_command(args: argparse.Namespace) -> int:
-    """``forgetir eval``: print the table (degraded-input row first); ``--out`` writes JSON."""
-    from forgetir.atomic import check_output_file
-    from forgetir.checkpoint import load_model, weights_file
-    from forgetir.config import AT_LEAST_ONE, NON_NEGATIVE, check_range
-    from forgetir.data.testsets import MIXED, build_test_sets, check_max_side
-    from forgetir.footprint import check_fits, test_image_shapes
-    from forgetir.runtime import resolve_device
-    from forgetir.shipped import resolve_checkpoint
-
-    # Every option is checked before any model is loaded or image read.
-    check_range("--batch-size", args.batch_size, AT_LEAST_ONE)
-    check_range("--max-side", args.max_side, NON_NEGATIVE)
-    if args.test_set in ("photos", MIXED):
-        check_max_side(args.max_side, "--max-side")
-    tile, overlap = tiling_options(args.tile, args.tile_overlap)
-    device = resolve_device(args.device, option="--device")
-    paths = [resolve_checkpoint(c) for c in args.checkpoints]
-    for path in paths:
-        weights_file(path)  # a missing checkpoint is named before any work
-    if args.out:
-        check_output_file(args.out)
-    max_side = args.max_side if args.max_side and args.max_side > 0 else None
-    tasks = args.tasks or list(TASKS)
-    sets = build_test_sets(args.test_set, tasks, max_side, args.root, seed=args.degradation_seed)
-    rows: dict[str, dict[str, Metrics]] = {
-        INPUT_ROW: evaluate_degraded_input(sets, args.protocol, args.batch_size)
-    }
-    for name, path in zip(_row_names(args.checkpoints), paths, strict=True):
-        model = load_model(path, arch=args.arch, map_location=device)
-        if tile is not None:
-            tiling_options(tile, overlap, [model])  # the tile fits this model's size multiple
-        check_fits([model], test_image_shapes(sets), tile, device)  # before any restoring
-        rows[name] = evaluate_model(
-            model, sets, args.protocol, device, args.batch_size, label=f"evaluate {name}",
-            tile=tile, tile_overlap=overlap, precision=args.precision,
-        )  # fmt: skip
-        del model
-    source = describe_test_sets(sets)
-    print(format_table(rows, args.protocol, source))
-    amp = autocast_dtype(args.precision, device)
-    if amp is not None:
-        print(f"Model forwards in {str(amp).removeprefix('torch.')} autocast (--precision "
-              f"{args.precision}); metrics in fp32.")  # fmt: skip
-    if tile is not None:
-        print(f"Restored in {tile}x{tile} tiles (snapped to the model's size multiple), "
-              f"{overlap}-pixel overlaps blended.")  # fmt: skip
-    if args.out:
-        names = list(rows)[1:]
-        extra: dict[str, Any] = {
-            "checkpoints": {n: str(p) for n, p in zip(names, args.checkpoints, strict=True)}
-        }
-        if tile is not None:
-            extra["tiling"] = {"tile": tile, "overlap": overlap}
-        if amp is not None:
-            extra["precision"] = str(amp).removeprefix("torch.")
-        print(f"wrote {write_results(args.out, rows, args.protocol, source, extra)}")
-    return 0

@@ -12,7 +12,7 @@ forgetting and ``forgetir report`` renders it. Layout::
     split.json          the split manifest (ids, paths and SHA-256 of the data; no pixels)
     testset.json        the test-set manifest (each test image's name and pixel SHA-256)
     quality.json        PSNR/SSIM of degraded input / BEFORE / unlearned / UT per task
-    verify.json         the verdict and every verification figure (:mod:`forgetir.verify`)
+    verify.json         the verdict and every verification figure (:mod:`forgetir.checks.verify`)
     grids/*.png         output grids
 
 Paths recorded in ``run.json`` are looked up as written, then inside the run folder (the run's
@@ -227,7 +227,7 @@ class RunFolder:
         """Where the file of ``record`` is now (shipped models by their ``shipped:`` name)."""
         found = resolve(self.path, record.path, own=role not in CHECKPOINT_ROLES)
         if found is None and role in CHECKPOINT_ROLES:
-            from forgetir.shipped import resolve_checkpoint
+            from forgetir.checkpoint.shipped import resolve_checkpoint
 
             found = resolve_checkpoint(record.path)
             found = found if found.exists() else None

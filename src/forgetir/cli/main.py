@@ -1,7 +1,6 @@
-"""The ``forgetir`` command line.
-
-Each sub-command's work lives in the module that owns the concern; this file only parses
-arguments and dispatches, importing lazily so that ``forgetir --help`` stays fast.
+"""The ``forgetir`` parser and dispatcher: each sub-command is a module of :mod:`forgetir.cli`
+with ``HELP``, ``add_arguments(parser)`` and ``run(args)``; this file joins them, turns SIGTERM
+into a clean exit and a :class:`~forgetir.errors.ForgetirError` into one line and exit code 2.
 
 Example:
     $ forgetir models
@@ -12,79 +11,49 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import importlib
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from forgetir.arguments import add_model_module, take_spill
+from forgetir.cli import demo, report, reproduce, split, train, unlearn, verify
+from forgetir.cli import eval as eval_
+from forgetir.cli.arguments import add_model_module, take_spill
+from forgetir.cli.catalog import (
+    DEGRADATIONS_HELP,
+    METHODS_HELP,
+    MODELS_HELP,
+    add_no_arguments,
+    degradations,
+    methods,
+    models,
+)
 from forgetir.errors import ForgetirError
-from forgetir.progress import quiet_scope
+from forgetir.models.external import register_module_factory
+from forgetir.runtime.memory import retain_freed_memory
+from forgetir.runtime.progress import quiet_scope
+from forgetir.runtime.threads import apply_threads
 
-# name -> (module, add-arguments function, command function, help line)
-_COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "demo": (
-        "forgetir.demo",
-        "add_demo_arguments",
-        "demo_command",
-        "the main job: forget dehaze from the shipped tiny model, verify, write the report",
-    ),
-    "models": ("forgetir.cli", "_add_nothing", "_models", "list the registered architectures"),
-    "degradations": (
-        "forgetir.cli",
-        "_add_nothing",
-        "_degradations",
-        "list the degradation families and task names",
-    ),
-    "split": (
-        "forgetir.data.splits",
-        "add_split_arguments",
-        "split_command",
-        "write a forget/retain/test split manifest (paths and SHA-256, no pixels)",
-    ),
-    "train": (
-        "forgetir.train",
-        "add_train_arguments",
-        "train_command",
-        "train (or retrain without some tasks: --exclude) a restoration model",
-    ),
-    "eval": (
-        "forgetir.evaluate",
-        "add_eval_arguments",
-        "eval_command",
-        "evaluate checkpoints on every task: PSNR/SSIM table in the seed paper's layout",
-    ),
-    "methods": ("forgetir.cli", "_add_nothing", "_methods", "list the unlearning methods"),
-    "unlearn": (
-        "forgetir.unlearn",
-        "add_unlearn_arguments",
-        "unlearn_command",
-        "make a checkpoint forget a degradation type, a content class or a list of images",
-    ),
-    "reproduce": (
-        "forgetir.reproduce",
-        "add_reproduce_arguments",
-        "reproduce_command",
-        "the seed paper's experiment grid on the embedded default (--scale cpu) or real data",
-    ),
-    "verify": (
-        "forgetir.verify",
-        "add_verify_arguments",
-        "verify_command",
-        "(re)compute the proof of forgetting of a run: gaps to UT, relearning, AIN, MIA, cost",
-    ),
-    "report": (
-        "forgetir.report",
-        "add_report_arguments",
-        "report_command",
-        "write the HTML/Markdown/JSON report (with audit manifest) of an unlearning run",
-    ),
+Command = Callable[[argparse.Namespace], "int | None"]
+
+# name -> (help line, add-arguments function, command function), in the order --help lists them
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object], Command]] = {
+    "demo": (demo.HELP, demo.add_arguments, demo.run),
+    "models": (MODELS_HELP, add_no_arguments, models),
+    "degradations": (DEGRADATIONS_HELP, add_no_arguments, degradations),
+    "split": (split.HELP, split.add_arguments, split.run),
+    "train": (train.HELP, train.add_arguments, train.run),
+    "eval": (eval_.HELP, eval_.add_arguments, eval_.run),
+    "methods": (METHODS_HELP, add_no_arguments, methods),
+    "unlearn": (unlearn.HELP, unlearn.add_arguments, unlearn.run),
+    "reproduce": (reproduce.HELP, reproduce.add_arguments, reproduce.run),
+    "verify": (verify.HELP, verify.add_arguments, verify.run),
+    "report": (report.HELP, report.add_arguments, report.run),
 }
 
 
 # Commands that run models: their torch thread count is set before they start (see
-# forgetir.threads: default = the cores free now).
+# forgetir.runtime.threads: default = the cores free now).
 _MODEL_COMMANDS = ("demo", "train", "eval", "unlearn", "reproduce", "verify")
 
 # Commands that load checkpoints saved from the user's own model code: they take
@@ -95,46 +64,6 @@ _MODULE_COMMANDS = ("eval", "verify")
 _OVERRIDE_DESTS = ("overrides", "hparams")
 
 
-def _add_nothing(parser: argparse.ArgumentParser) -> None:
-    return None
-
-
-def _models(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from forgetir.models import create_model, get_entry, list_models
-
-    table = Table(title="forgetir models")
-    for col in ("name", "parameters", "what it is"):
-        table.add_column(col)
-    for name in list_models():
-        n = sum(p.numel() for p in create_model(name).parameters())
-        table.add_row(name, f"{n:,}", get_entry(name).description)
-    Console().print(table)
-    return 0
-
-
-def _degradations(args: argparse.Namespace) -> int:
-    from forgetir import degradations as d
-
-    print("families:", ", ".join(d.list_degradations()))
-    for task in d.list_tasks():
-        family, params = d.task_family(task)
-        print(f"  {task:<12} {family} {params}")
-    return 0
-
-
-def _methods(args: argparse.Namespace) -> int:
-    from forgetir.methods import get_method, list_methods
-
-    names = list_methods()
-    width = max(map(len, names), default=0) + 2  # a long name keeps the columns aligned
-    for name in names:
-        print(f"{name:<{width}}{get_method(name).summary}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forgetir",
@@ -142,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and prove it.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, add_fn, _, help_line) in _COMMANDS.items():
+    for name, (help_line, add_arguments, _) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_line, description=help_line)
-        getattr(importlib.import_module(module), add_fn)(p)
+        add_arguments(p)
         if name in _MODULE_COMMANDS:
             add_model_module(p)
     return parser
@@ -166,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module, _, fn, _ = _COMMANDS[args.command]
-    command: Callable[[argparse.Namespace], int | None] = getattr(
-        importlib.import_module(module), fn
-    )
+    command = _COMMANDS[args.command][2]
     try:
         with _terminate_as_interrupt():
             return _run(args, command)
@@ -202,21 +128,15 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run(args: argparse.Namespace, command: Callable[[argparse.Namespace], int | None]) -> int:
+def _run(args: argparse.Namespace, command: Command) -> int:
     """Run ``command``; a :class:`ForgetirError` becomes one line and exit code 2."""
     try:
         if args.command in _MODEL_COMMANDS:
-            from forgetir.memory import retain_freed_memory
-            from forgetir.threads import apply_threads
-
             apply_threads(getattr(args, "threads", None))
             # Reuse freed activation memory instead of page-faulting ~1 GB per training step.
             retain_freed_memory()
-        if args.command in _MODULE_COMMANDS:
-            from forgetir.models.external import register_module_factory
-
-            if args.model_module:
-                register_module_factory(args.model_module)
+        if args.command in _MODULE_COMMANDS and args.model_module:
+            register_module_factory(args.model_module)
         # --quiet silences every progress display of the command, library calls included.
         with quiet_scope(bool(getattr(args, "quiet", False))):
             return int(command(args) or 0)

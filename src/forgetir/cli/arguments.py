@@ -34,6 +34,8 @@ import argparse
 import sys
 from typing import Any
 
+from forgetir.models.tiling import DEFAULT_OVERLAP
+
 # The help text of each shared option (commands append a clause of their own after it).
 SHARED_HELP: dict[str, str] = {
     "--arch": "architecture of a published .ckpt/.pth checkpoint (e.g. promptir, adair)",
@@ -290,3 +292,38 @@ def take_spill(args: argparse.Namespace) -> list[str]:
         (['dehaze'], ['train.steps=5'])
     """
     return list(vars(args).pop(SPILL_DEST, []))
+
+
+def add_tiling_arguments(parser: argparse.ArgumentParser, default: str = "whole images") -> None:
+    """``--tile N`` and ``--tile-overlap M`` (both default None: see
+    :func:`forgetir.scoring.inference.tiling_options`);
+    ``default`` says what no ``--tile`` means."""
+    parser.add_argument(
+        "--tile",
+        type=int,
+        metavar="N",
+        help="restore each image in N x N tiles with blended overlaps (N snapped down to the "
+        f"model's size multiple): memory bounded by the tile (default: {default})",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        metavar="M",
+        dest="tile_overlap",
+        help=f"pixels neighbouring tiles share (default: {DEFAULT_OVERLAP}, a quarter of a "
+        "tile below 128)",
+    )
+
+
+def add_precision_argument(parser: argparse.ArgumentParser, default: str | None, text: str) -> None:
+    """``--precision`` (one of :data:`forgetir.scoring.inference.PRECISIONS`), with one help
+    on every command; ``text`` says what the default is."""
+    from forgetir.scoring.inference import PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=default,
+        help="autocast of the model's forwards (auto: bf16 on a GPU that has it, fp32 on a "
+        f"CPU; fp16 needs a GPU); weights and metrics stay fp32 (default: {text})",
+    )

@@ -137,6 +137,20 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, True)
 
 
+def leave_distributed(info: DistInfo) -> None:
+    """Leave the process group that :func:`init_distributed` created for ``info`` (nothing
+    when it joined an existing one or there is none). All ranks must call it: they pass a
+    barrier first, as a rank leaving while a peer still exchanges can abort the peer
+    ("terminate called without an active exception").
+
+    Example:
+        >>> leave_distributed(init_distributed("cpu"))  # a single process: nothing to leave
+    """
+    if info.created_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """``(autocast dtype or None, use a GradScaler)`` for ``train.precision`` on ``device``."""
     if precision == "auto":

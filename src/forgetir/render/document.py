@@ -1,7 +1,7 @@
 """The report's document model: HTML and Markdown built side by side, so they never drift.
 
 Each proof check renders itself into a :class:`Doc` (:meth:`forgetir.checks.base.Check.render`);
-:mod:`forgetir.report` assembles the page.
+:mod:`forgetir.report.write` assembles the page.
 
 Example:
     >>> import tempfile, pathlib
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetir.atomic import atomic_write
-from forgetir.figures import num
+from forgetir.render.figures import num
 
 __all__ = ["CSS", "Doc", "esc", "fmt"]
 

@@ -1,6 +1,6 @@
 """Per-example membership inference made for restoration models.
 
-The population attack of :func:`forgetir.verify.membership_inference` thresholds one loss for
+The population attack of :func:`forgetir.checks.verify.membership_inference` thresholds one loss for
 every image. On restoration models that mostly measures how *hard* an image is (a flat image
 restores well whether or not it was trained on), so it has little power and overstates
 forgetting (Hayes et al. 2024). Here every candidate image is judged against itself:
@@ -43,6 +43,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from forgetir.errors import InvalidInputError
+from forgetir.scoring.evaluate import restore
+from forgetir.scoring.inference import precision_scope, tiling_scope
 
 __all__ = [
     "attack_metrics",
@@ -104,22 +108,12 @@ def per_image_mse(model: nn.Module, pairs: Sequence[Pair], batch_size: int = 16)
             )
     params = next(iter(model.parameters()), None)
     device = params.device if params is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
+    # The attack's statistic is fixed: whole images in fp32, whatever the enclosing scopes say.
+    with tiling_scope(None), precision_scope("fp32"):
+        preds = restore(model, [x.float() for x, _ in items], device, batch_size)
     out = np.empty(len(items))
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for i, (x, _) in enumerate(items):
-        by_shape.setdefault(tuple(x.shape), []).append(i)
-    try:
-        for idx in by_shape.values():
-            for start in range(0, len(idx), batch_size):
-                chunk = idx[start : start + batch_size]
-                x = torch.cat([items[i][0] for i in chunk]).to(device).float()
-                y = torch.cat([items[i][1] for i in chunk]).to(device).float()
-                pred = model(x).float().clamp(0, 1)
-                out[chunk] = ((pred - y) ** 2).mean(dim=(1, 2, 3)).double().cpu().numpy()
-    finally:
-        model.train(was_training)
+    for i, (pred, (_, y)) in enumerate(zip(preds, items, strict=True)):
+        out[i] = float(((pred.clamp(0, 1) - y.float()) ** 2).mean(dim=(1, 2, 3)).double())
     return out
 
 
@@ -233,7 +227,9 @@ def roc_auc(pos_scores: Any, neg_scores: Any) -> float:
     """
     pos, neg = _vec(pos_scores, "pos_scores"), _vec(neg_scores, "neg_scores")
     if len(pos) == 0 or len(neg) == 0:
-        raise ValueError(f"AUC needs both classes; got {len(pos)} positives, {len(neg)} negatives")
+        raise InvalidInputError(
+            f"AUC needs both classes; got {len(pos)} positives, {len(neg)} negatives"
+        )
     both = np.concatenate([pos, neg])
     order = np.argsort(both, kind="mergesort")
     ranks = np.empty(len(both))

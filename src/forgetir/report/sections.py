@@ -1,6 +1,6 @@
 """The sections of a run's report (quality, verdict, verification, audit, expert usage, the
-run's own figures), each rendered into a :class:`~forgetir.document.Doc`; :mod:`forgetir.report`
-reads the run folder and assembles them."""
+run's own figures), each rendered into a :class:`~forgetir.render.document.Doc`;
+:mod:`forgetir.report.write` reads the run folder and assembles them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from forgetir.checks import CHECKS
-from forgetir.document import Doc, fmt
-from forgetir.figures import (
+from forgetir.degradations import TASKS
+from forgetir.metrics import describe_protocol
+from forgetir.render.document import Doc, fmt
+from forgetir.render.figures import (
     ROW_NAMES,
     column,
     loss_figure,
@@ -18,9 +20,7 @@ from forgetir.figures import (
     sweep_figure,
     sweep_points,
 )
-from forgetir.metrics import describe_protocol
 
-TASK_ORDER = ("dehaze", "derain", "denoise_15", "denoise_25", "denoise_50")
 ROW_ORDER = ("input", "BEFORE", "unlearned", "UT")
 MAX_LISTED_ENTRIES = 200  # forgotten images listed in HTML/MD; report.json has all
 
@@ -29,7 +29,7 @@ def order_tasks(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
     seen: list[str] = []
     for m in rows.values():
         seen += [t for t in m if t not in seen]
-    return [t for t in TASK_ORDER if t in seen] + [t for t in seen if t not in TASK_ORDER]
+    return [t for t in TASKS if t in seen] + [t for t in seen if t not in TASKS]
 
 
 def order_rows(rows: Mapping[str, Any]) -> list[str]:

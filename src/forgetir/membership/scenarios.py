@@ -9,8 +9,9 @@ degrades each one with a fixed per-image seed, so every model is judged on the s
 - ``psnr``: mean per-image PSNR of the forgotten, kept and non-member images;
 - ``advantage_db``: forgotten (and kept) minus non-member mean PSNR, the *member advantage*;
 - ``uncalibrated``: the plain loss attack (threshold on per-image PSNR), for comparison;
-- ``calibrated``: the difficulty-calibrated attack (:func:`forgetir.membership.calibrated_scores`,
-  references = models that never saw any candidate), forgotten vs non-members and kept vs
+- ``calibrated``: the difficulty-calibrated attack
+  (:func:`forgetir.membership.attack.calibrated_scores`, references = models that never saw
+  any candidate), forgotten vs non-members and kept vs
   non-members: AUC, TPR at 1% and 5% FPR;
 - ``lira_offline``: the same with offline LiRA scores, when two or more OUT shadows are given.
 
@@ -38,7 +39,7 @@ from torch import nn
 from forgetir.data.pool import DeadLeavesPool
 from forgetir.data.testsets import degradation_seed
 from forgetir.degradations import degrade
-from forgetir.membership import (
+from forgetir.membership.attack import (
     Pair,
     attack_metrics,
     calibrated_scores,

@@ -24,12 +24,12 @@ Run-directory layout (written by ``forgetir unlearn`` / ``forgetir demo``)::
                             "seed": int, "created": str                           optional
       model.safetensors   required, with model.json (forgetir.checkpoint.save_model)
       log.csv             required (forgetir.engine: step, loss, lr, other logs, time)
-      quality.json        required (forgetir.evaluate.write_results): "rows" label -> task ->
-                          {"psnr", "ssim", "n"}; "protocol"; "test_set"
-      verify.json         required (forgetir.verify.write_verification of verify_run)
+      quality.json        required (forgetir.scoring.evaluate.write_results): "rows" label ->
+                          task -> {"psnr", "ssim", "n"}; "protocol"; "test_set"
+      verify.json         required (forgetir.checks.verify.write_verification of verify_run)
       sweeps.json         optional: [{"param": "lr", "value": 1e-4, "psnr": {task: dB}}, ...]
                           (task keys may also sit beside "param"/"value" directly)
-      grids/*.png         optional image grids (:func:`forgetir.figures.write_image_grid`)
+      grids/*.png         optional image grids (:func:`forgetir.render.figures.write_image_grid`)
 
 Relative ``path`` entries in run.json are looked up in RUN_DIR first, then in the current
 directory. Hashes are recomputed where the file can be found, and the report says whether they
@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as _dt
 import json
@@ -52,16 +51,15 @@ from typing import Any
 from forgetir.atomic import atomic_write, check_replaceable, kind_of
 from forgetir.checkpoint import sha256_file
 from forgetir.checks import all_figures
-from forgetir.document import CSS, Doc, esc
 from forgetir.errors import InputFileError, IntegrityError, MissingInputError, OutputPathError
-from forgetir.figures import (
-    num,
-)
 from forgetir.models.external import describe_condition
-from forgetir.progress import Progress, is_quiet
 from forgetir.provenance import software_versions
 from forgetir.records import RunRecord, json_safe
-from forgetir.report_sections import (
+from forgetir.render.document import CSS, Doc, esc
+from forgetir.render.figures import (
+    num,
+)
+from forgetir.report.sections import (
     audit_section,
     expert_usage_section,
     quality_section,
@@ -69,13 +67,19 @@ from forgetir.report_sections import (
     verdict_section,
     verification_section,
 )
-from forgetir.runs import CHECKPOINT_ROLES, RUN_JSON, RunFolder, hash_check, read_json, resolve
+from forgetir.runs.folder import (
+    CHECKPOINT_ROLES,
+    RUN_JSON,
+    RunFolder,
+    hash_check,
+    read_json,
+    resolve,
+)
+from forgetir.runtime.progress import Progress, is_quiet
 
 __all__ = [
     "FILES_DIR",
     "REQUIRED_FILES",
-    "add_report_arguments",
-    "report_command",
     "software_versions",
     "write_report",
 ]
@@ -197,7 +201,7 @@ def _load(run_dir: Path) -> dict[str, Any]:
     if missing:
         raise MissingInputError(
             f"run directory {run_dir} lacks {', '.join(missing)} (a report needs "
-            f"{', '.join(REQUIRED_FILES)}; see forgetir.report's docstring for the layout)"
+            f"{', '.join(REQUIRED_FILES)}; see forgetir.report.write's docstring for the layout)"
         )
     run = read_json(run_dir, RUN_JSON)
     record = RunRecord.from_json(run, str(run_dir / RUN_JSON))  # validates the fields
@@ -225,7 +229,7 @@ def write_report(run_dir: str | Path, quiet: bool | None = None) -> dict[str, Pa
     """Write ``report.html``, ``report.md`` (+ ``report_files/*.png``) and ``report.json`` for
     the run directory ``run_dir`` (layout in the module docstring); return their paths under
     the keys ``html``, ``md``, ``json`` and ``files``. Progress per section (the figures take
-    the time) shows after 2 s unless ``quiet`` (None: see :mod:`forgetir.progress`).
+    the time) shows after 2 s unless ``quiet`` (None: see :mod:`forgetir.runtime.progress`).
 
     Example:
         >>> import tempfile
@@ -329,19 +333,3 @@ def _write_report(run_dir: Path, data: dict[str, Any], bar: Progress) -> dict[st
     }
     bar.update(5, "written")
     return paths
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``forgetir report``."""
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (see forgetir.report)")
-
-
-def report_command(args: argparse.Namespace) -> int:
-    """``forgetir report RUN_DIR``: write the HTML, Markdown and JSON reports; print paths."""
-    paths = write_report(args.run_dir)
-    for key in ("html", "md", "json"):
-        print(f"wrote {paths[key]}")
-    return 0

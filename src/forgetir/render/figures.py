@@ -23,7 +23,7 @@ import torch
 
 from forgetir.atomic import atomic_write
 from forgetir.errors import InputFileError
-from forgetir.progress import Progress, is_quiet
+from forgetir.runtime.progress import Progress, is_quiet
 
 ROW_NAMES = {"input": "degraded input"}
 
@@ -140,7 +140,7 @@ def write_model_grid(
     one row per task, forget and retain tasks labelled (a ``None`` model leaves its column blank).
     ``outputs[label][task]``, where given, is that model's output for the image (already
     restored by the evaluation), so it is not restored again.
-    Progress per row shows after 2 s unless ``quiet`` (None: see :mod:`forgetir.progress`).
+    Progress per row shows after 2 s unless ``quiet`` (None: see :mod:`forgetir.runtime.progress`).
 
     Example:
         >>> import tempfile
@@ -151,7 +151,7 @@ def write_model_grid(
         ...                      ["dehaze"]).name
         'g.png'
     """
-    from forgetir.evaluate import restore
+    from forgetir.scoring.evaluate import restore
 
     rows = []
     with Progress(

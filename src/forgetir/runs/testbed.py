@@ -17,10 +17,11 @@ from typing import Any
 from torch import nn
 
 from forgetir.checkpoint import load_model, read_sidecar
-from forgetir.config import ALL_TASKS, DataConfig, from_dict, load_config
+from forgetir.checkpoint.shipped import resolve_checkpoint
+from forgetir.config import DataConfig, from_dict, load_config
 from forgetir.data.testsets import TestSet, build_test_sets
+from forgetir.degradations import TASKS
 from forgetir.records import ModelMeta
-from forgetir.shipped import resolve_checkpoint
 
 __all__ = [
     "evaluation_sets",
@@ -69,7 +70,7 @@ def evaluation_sets(
         return split_test_sets(datasets)
     # root: the promptir test set lives under the split's data root (paper scale).
     root = manifest["data"].get("root")
-    return build_test_sets(opts.test_set, ALL_TASKS, opts.test_max_side, root)
+    return build_test_sets(opts.test_set, list(TASKS), opts.test_max_side, root)
 
 
 def split_test_sets(datasets: Mapping[str, Any], n: int = 16) -> dict[str, Any]:

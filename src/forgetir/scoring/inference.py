@@ -1,10 +1,12 @@
 """How a model restores whole images: in tiles or whole, in fp32 or bf16 autocast.
 
 :func:`forward` is the one call that every whole-image restoration goes through
-(:func:`forgetir.evaluate.restore`, and so evaluation, verification's checks and the image
+(:func:`forgetir.scoring.evaluate.restore`, and so evaluation, verification's checks and the image
 grids). What it does is set per call or, for a whole command, by :func:`tiling_scope` and
 :func:`precision_scope`: a command's ``--tile`` and ``--precision`` then reach the checks that
-restore images deep inside verification without every signature passing them on.
+restore images deep inside verification without every signature passing them on. Under
+torchrun, :func:`shard_scope` splits the images of each restoration between the processes
+(:func:`shard_indices`) and gathers the outputs (:func:`gather_shares`).
 
 Example:
     >>> import torch
@@ -17,13 +19,13 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import contextvars
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from forgetir.errors import InvalidInputError
@@ -35,8 +37,9 @@ from forgetir.models.tiling import (
     restore_tiled,
 )
 
-# auto: bf16 autocast on a GPU that has bf16, fp32 elsewhere. Metrics are always fp32.
-PRECISIONS = ("auto", "fp32", "bf16")
+# auto: bf16 autocast on a GPU that has bf16 (fp16 on one without), fp32 on a CPU; fp16 needs
+# a GPU. Weights stay fp32 (autocast) and metrics are always fp32.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # (tile, overlap) and precision of every whole-image restoration in the block.
 _TILING: contextvars.ContextVar[tuple[int | None, int]] = contextvars.ContextVar(
@@ -44,6 +47,10 @@ _TILING: contextvars.ContextVar[tuple[int | None, int]] = contextvars.ContextVar
 )
 _PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar(
     "forgetir_precision", default="fp32"
+)
+# (rank, world size) of the processes that share each restoration's images.
+_SHARD: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
+    "forgetir_restore_shard", default=(0, 1)
 )
 # Outputs already restored in the enclosing reuse_outputs() block, by what they depend on.
 _OUTPUTS: contextvars.ContextVar[dict[tuple, list[torch.Tensor]] | None] = contextvars.ContextVar(
@@ -53,7 +60,7 @@ _OUTPUTS: contextvars.ContextVar[dict[tuple, list[torch.Tensor]] | None] = conte
 
 @contextlib.contextmanager
 def tiling_scope(tile: int | None, overlap: int = DEFAULT_OVERLAP) -> Iterator[None]:
-    """Within the block, :func:`forward` (and so :func:`forgetir.evaluate.restore`,
+    """Within the block, :func:`forward` (and so :func:`forgetir.scoring.evaluate.restore`,
     ``evaluate_model`` and every check that restores test images) runs ``tile`` × ``tile``
     tiles overlapping by ``overlap`` pixels (:func:`forgetir.models.tiling.restore_tiled`);
     ``tile=None``: whole images.
@@ -102,8 +109,8 @@ def current_precision() -> str:
 
 @contextlib.contextmanager
 def reuse_outputs() -> Iterator[None]:
-    """Within the block, :func:`forgetir.evaluate.restore` restores a list of images once per
-    model state: the scores, the checks (output gap, anamnesis target, relearning start, UT
+    """Within the block, :func:`forgetir.scoring.evaluate.restore` restores a list of images
+    once per model state: the scores, the checks (output gap, anamnesis target, relearning start, UT
     reference check) and the image grids of a run, and the runs of a demo, read BEFORE's,
     UT's and the unlearned model's outputs from one restoration. An entry is keyed by a digest
     of the model's weights and buffers, of the images' pixels, and the tiling, precision,
@@ -177,19 +184,83 @@ def check_precision(precision: str, option: str = "--precision") -> str:
     return precision
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on ``device`` (None: plain fp32).
+def autocast_dtype(
+    precision: str, device: torch.device, option: str = "--precision"
+) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None: plain fp32); fp16 on a CPU is
+    refused (an :class:`~forgetir.errors.InvalidInputError` naming ``option``).
 
     Example:
         >>> autocast_dtype("auto", torch.device("cpu")), autocast_dtype("bf16", torch.device("cpu"))
         (None, torch.bfloat16)
     """
-    check_precision(precision)
+    check_precision(precision, option)
     if precision == "bf16":
         return torch.bfloat16
-    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise InvalidInputError(f"{option} fp16 needs a CUDA GPU; on a CPU use fp32 or bf16")
+        return torch.float16
+    if precision == "auto" and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None
+
+
+@contextlib.contextmanager
+def shard_scope(rank: int, world_size: int) -> Iterator[None]:
+    """Within the block, every whole-image restoration (:func:`forgetir.evaluate.restore`)
+    runs only this process's share of the images (:func:`shard_indices`) and gathers the
+    others' outputs from the process group (:func:`gather_shares`): every rank ends with all
+    outputs, in order. Every rank must restore the same images in the same order inside the
+    block (each restoration is a collective call); ``world_size`` 1 changes nothing.
+
+    Example:
+        >>> with shard_scope(0, 1):
+        ...     shard_indices(3)
+        [0, 1, 2]
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..world_size-1 (world_size {world_size})")
+    token = _SHARD.set((rank, world_size))
+    try:
+        yield
+    finally:
+        _SHARD.reset(token)
+
+
+def shard_indices(n: int) -> list[int]:
+    """The images (of ``n``) this process restores: every ``world_size``-th one from its rank
+    (interleaved, so sizes spread evenly); all of them outside a :func:`shard_scope`.
+
+    Example:
+        >>> with shard_scope(1, 2):
+        ...     shard_indices(5)
+        [1, 3]
+    """
+    rank, world = _SHARD.get()
+    return list(range(rank, n, world))
+
+
+def gather_shares(outputs: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    """Every rank's restored images (``outputs[i]`` set where this rank restored image ``i``,
+    None elsewhere) merged on every rank; outside a :func:`shard_scope` the list as it is.
+
+    Example:
+        >>> len(gather_shares([torch.zeros(1)]))
+        1
+    """
+    _, world = _SHARD.get()
+    if world > 1:
+        mine = {i: t.cpu() for i, t in enumerate(outputs) if t is not None}
+        shares: list[dict[int, torch.Tensor] | None] = [None] * world
+        dist.all_gather_object(shares, mine)
+        for share in shares:
+            for i, t in (share or {}).items():
+                outputs[i] = t
+    missing = [i for i, t in enumerate(outputs) if t is None]
+    if missing:
+        raise RuntimeError(f"no process restored image(s) {missing[:5]} of {len(outputs)}")
+    return [t for t in outputs if t is not None]
 
 
 def forward(
@@ -214,29 +285,6 @@ def forward(
     with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         y = model(x) if tile is None else restore_tiled(model, x, tile, overlap)
     return y.float()
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def add_tiling_arguments(parser: argparse.ArgumentParser, default: str = "whole images") -> None:
-    """``--tile N`` and ``--tile-overlap M`` (both default None: see :func:`tiling_options`);
-    ``default`` says what no ``--tile`` means."""
-    parser.add_argument(
-        "--tile",
-        type=int,
-        metavar="N",
-        help="restore each image in N x N tiles with blended overlaps (N snapped down to the "
-        f"model's size multiple): memory bounded by the tile (default: {default})",
-    )
-    parser.add_argument(
-        "--tile-overlap",
-        type=int,
-        metavar="M",
-        dest="tile_overlap",
-        help=f"pixels neighbouring tiles share (default: {DEFAULT_OVERLAP}, a quarter of a "
-        "tile below 128)",
-    )
 
 
 def tiling_options(

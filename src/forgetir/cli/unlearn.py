@@ -1,5 +1,10 @@
-"""The command line of ``forgetir unlearn``, and each option of :class:`UnlearnOptions`
-declared once (:func:`add_options`, reused by ``demo`` and ``reproduce``)."""
+"""``forgetir unlearn``: the command line of an unlearning run, and each option of
+:class:`~forgetir.options.UnlearnOptions` declared once (:func:`add_options`, reused by
+``demo`` and ``reproduce``).
+
+Example:
+    $ forgetir unlearn shipped:before --forget dehaze --steps 2 --threads 1
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from forgetir.arguments import (
+from forgetir.cli.arguments import (
     CHECKPOINT_FORMS,
     add_arch,
     add_checkpoint,
@@ -19,23 +24,26 @@ from forgetir.arguments import (
     add_max_side,
     add_model_module,
     add_out,
+    add_precision_argument,
     add_quiet,
     add_threads,
+    add_tiling_arguments,
     add_ut,
     max_side_or_none,
 )
 from forgetir.config import parse_override
-from forgetir.inference import add_tiling_arguments
 from forgetir.methods import TARGETS
 from forgetir.methods.recommend import SCHEDULE_DEFAULTS, method_and_schedule
 from forgetir.models.external import register_module_factory
 from forgetir.options import UnlearnOptions, option_name
-from forgetir.unlearn.run import run_unlearn, run_unlearn_seeds
+from forgetir.unlearn import run_unlearn, run_unlearn_seeds
+
+HELP = "make a checkpoint forget a degradation type, a content class or a list of images"
 
 # Each command-line option of UnlearnOptions, declared once: its argparse settings (the default
 # comes from the dataclass). unlearn, demo and reproduce take the ones they offer from here
 # with add_options, and options_from_args reads them back. The options every command shares
-# (seed, threads, quiet, test-photo size, relearning/AIN steps) come from forgetir.arguments.
+# (seed, threads, quiet, test-photo size, relearning/AIN steps) come from forgetir.cli.arguments.
 _CLI_OPTIONS: dict[str, dict[str, Any]] = {
     "method": {"metavar": "NAME", "help": "unlearning method, see `forgetir methods`"},
     "target": {"help": "what forgetting aims at: the paper's collapse, or behave like UT"},
@@ -66,6 +74,7 @@ _FIELDS = (
     "test_max_side",
     "tile",
     "tile_overlap",
+    "precision",
 )
 
 
@@ -107,7 +116,7 @@ def options_from_args(args: argparse.Namespace, **fixed: Any) -> UnlearnOptions:
     return UnlearnOptions(**{**given, **fixed})
 
 
-def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``forgetir unlearn``."""
     add_checkpoint(
         parser,
@@ -141,6 +150,8 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser, ("retain_budget", "forget_floor", "mia_reference"))
     add_options(parser, ("test_max_side", "relearn_steps", "ain_max_steps"))
     add_tiling_arguments(parser)  # the same two options as eval's and verify's
+    # unlearning's steps and every test-image restoration of the run
+    add_precision_argument(parser, UnlearnOptions.precision, UnlearnOptions.precision)
     parser.add_argument("--no-verify", action="store_true", help="skip relearning/AIN/MIA")
     add_int(parser, "--seeds", 1, extra="seed-<s>/ folders")
     parser.add_argument(
@@ -156,7 +167,8 @@ def add_unlearn_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def unlearn_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Parse the options, pick the method's schedule, run (one seed or several)."""
     hparams = dict(parse_override(h) for h in args.hparams)
     given = {name: getattr(args, name) for name in SCHEDULE_DEFAULTS}
     args.method, schedule, why = method_and_schedule(args.method, args.forget, given)

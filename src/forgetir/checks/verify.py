@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import nn
 
 from forgetir.atomic import atomic_json
 from forgetir.checkpoint import sha256_file, weights_file
+from forgetir.checkpoint.shipped import resolve_checkpoint
 from forgetir.checks import Context, all_figures, run_checks, summary_lines
 from forgetir.checks.anamnesis import AIN_HIDDEN_BELOW, anamnesis_index
 from forgetir.checks.base import BEFORE, L1_METRIC, UNLEARNED, UT
@@ -44,16 +44,21 @@ from forgetir.checks.relearning import relearn
 from forgetir.checks.verdict import verdict_for
 from forgetir.data.splits import build_split_datasets, load_manifest
 from forgetir.errors import InputFileError, InvalidInputError
-from forgetir.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
-from forgetir.inference import add_tiling_arguments, tiling_options, tiling_scope
+from forgetir.membership.scenarios import split_candidates
 from forgetir.metrics import describe_protocol
 from forgetir.options import options_from_dict
 from forgetir.provenance import utc_now
 from forgetir.records import FileRecord, ModelMeta, RunRecord, VerificationRecord, json_safe
-from forgetir.runs import MODEL, RUN_JSON, VERIFY_JSON, RunFolder
-from forgetir.scenarios import split_candidates
-from forgetir.shipped import resolve_checkpoint
-from forgetir.testbed import evaluation_sets, load_eval_model, model_meta
+from forgetir.runs.folder import MODEL, RUN_JSON, VERIFY_JSON, RunFolder
+from forgetir.runs.testbed import evaluation_sets, load_eval_model, model_meta
+from forgetir.runtime.process import resolve_device
+from forgetir.scoring.evaluate import INPUT_ROW, evaluate_degraded_input, evaluate_model
+from forgetir.scoring.inference import (
+    autocast_dtype,
+    precision_scope,
+    tiling_options,
+    tiling_scope,
+)
 
 NO_UT = "none"  # `--ut none`: the UT-free verdict
 
@@ -77,8 +82,6 @@ __all__ = [
     "verify_model",
     "verify_run",
     "write_verification",
-    "add_verify_arguments",
-    "verify_command",
 ]
 
 
@@ -247,7 +250,7 @@ def verify_model(
 
     ``datasets``: the split's ``forget``/``retain``(/``test``) training datasets (relearning
     samples; the membership attack of an instance split). ``folder``: its
-    :class:`~forgetir.runs.RunFolder`. ``reference``: where UT's curves are cached (default:
+    :class:`~forgetir.runs.folder.RunFolder`. ``reference``: where UT's curves are cached (default:
     beside the run's UT file, else the user cache). ``manifest``: the split manifest (the
     per-example attack's candidate images); ``mia_reference``: the model that calibrates it
     (recorded as the ``mia_reference`` option), or None for the uncalibrated attack.
@@ -344,6 +347,7 @@ def verify_folder(
     recompute_ut: bool = False,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """(Re)compute ``verify.json`` of an unlearning run folder; return the verification.
 
@@ -356,7 +360,8 @@ def verify_folder(
     a line as each stage starts; ``quiet=False`` shows progress bars. ``recompute_ut``: ignore
     UT reference logs and fine-tune UT's copy again. ``tile``/``tile_overlap``: restore the
     test images in tiles (:mod:`forgetir.models.tiling`; recorded in ``run.json``); None: as
-    the run did.
+    the run did. ``precision``: autocast of those restorations (``auto``, ``fp32``, ``bf16``,
+    ``fp16``; recorded in ``run.json``); None: as the run did.
     """
     for option, value in (("--relearn-steps", relearn_steps), ("--ain-max-steps", ain_max_steps)):
         if value is not None and value < 0:  # refused before any work
@@ -378,11 +383,16 @@ def verify_folder(
         opts.update(tile=tile, tile_overlap=tile_overlap)
     elif tile_overlap is not None:
         opts.update(tile_overlap=tile_overlap)
+    if precision is not None:
+        opts.update(precision=precision)
     tiling_options(opts.get("tile"), opts.get("tile_overlap"))  # refused before models load
+    # A run from before --precision existed restored in fp32.
+    precision = opts.get("precision", "fp32")
+    autocast_dtype(precision, resolve_device("auto"))  # fp16 on a CPU: refused now
     run = replace(run, options=opts)
     model, before, ut_model, run = _load_models(folder, run, paths, ut, arch)
     tiling = tiling_options(opts.get("tile"), opts.get("tile_overlap"), [before])
-    with tiling_scope(*tiling):
+    with tiling_scope(*tiling), precision_scope(precision):
         return _verify_loaded(
             folder, run, paths, (model, before, ut_model), ut is not None, arch, log, quiet,
             recompute_ut,
@@ -448,47 +458,3 @@ def _verify_loaded(
     folder.write_run(replace(run, options=dict(run.options), verify=VERIFY_JSON,
                              verified=utc_now(), files=files))  # fmt: skip
     return result
-
-
-def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``forgetir verify``."""
-    from forgetir.arguments import add_arch, add_int, add_quiet, add_threads, add_ut
-
-    parser.add_argument(
-        "run_dir", metavar="RUN_DIR", help="an unlearning run folder (forgetir unlearn / demo)"
-    )
-    add_ut(
-        parser,
-        "the run's own, if any; 'none': the UT-free verdict, paired against the degraded input",
-    )
-    add_arch(parser)
-    add_int(parser, "--relearn-steps", None, default_text="the run's")
-    add_int(parser, "--ain-max-steps", None, default_text="the run's")
-    parser.add_argument(
-        "--recompute-ut",
-        action="store_true",
-        help="fine-tune UT's copy again instead of reading its reference log",
-    )
-    add_tiling_arguments(parser, default="the run's own")
-    add_threads(parser)
-    add_quiet(parser)
-
-
-def verify_command(args: argparse.Namespace) -> int:
-    """``forgetir verify RUN_DIR``: the verdict first, then every figure."""
-    quiet = bool(getattr(args, "quiet", False))
-    result = verify_folder(
-        args.run_dir,
-        ut=args.ut,
-        arch=args.arch,
-        relearn_steps=args.relearn_steps,
-        ain_max_steps=args.ain_max_steps,
-        log=(lambda m: None) if quiet else (lambda m: print(f"forgetir verify: {m}", flush=True)),
-        quiet=quiet,
-        recompute_ut=bool(getattr(args, "recompute_ut", False)),
-        tile=getattr(args, "tile", None),
-        tile_overlap=getattr(args, "tile_overlap", None),
-    )
-    print(summarize(result))
-    print(f"wrote {Path(args.run_dir) / VERIFY_JSON}; `forgetir report {args.run_dir}` renders it")
-    return 0

@@ -12,7 +12,7 @@ The second testbed: ``shipped:adair-before`` is ``adair-tiny`` trained by the sa
 3000 steps (twice as long), with ``shipped:adair-ut-dehaze`` / ``adair-ut-derain`` /
 ``adair-ut-denoise`` its UT models.
 
-Scenario models (fine-tuned from ``inpaint-before``, see :mod:`forgetir.scenarios`):
+Scenario models (fine-tuned from ``inpaint-before``, see :mod:`forgetir.membership.scenarios`):
 ``shipped:mem-before`` memorises the 32 training images of a deletion request's split and
 ``shipped:mem-ut`` is the same recipe without the 16 deleted ones (the split, with members,
 deleted and held-out non-members, ships as ``mem-before.split.json`` / ``mem-ut.split.json``);
@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from forgetir.degradations.registry import task_groups
 from forgetir.errors import InputFileError, UnknownNameError
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 SHIPPED = (
     "before",
     "ut-dehaze",
@@ -74,7 +75,7 @@ def ut_name_for(forget_tasks: list[str], parent: str = "shipped:before") -> str 
     family = names.pop()
     if f"{prefix}{family}" not in SHIPPED:
         return None
-    if family == "denoise" and set(forget_tasks) != {"denoise_15", "denoise_25", "denoise_50"}:
+    if family == "denoise" and set(forget_tasks) != set(task_groups()["denoise"]):
         return None
     return f"{PREFIX}{prefix}{family}"
 
