@@ -61,6 +61,7 @@ class Block:
 
 BLOCKS: tuple[Block, ...] = (
     Block("bench-verdicts", "bench_verdicts.py", "bench_verdicts.jsonl"),
+    Block("bench-splits", "bench_splits.py", "bench_splits.jsonl"),
     Block("bench-forgetting", "bench_forgetting.py", "bench_forgetting.jsonl"),
     Block(
         "bench-forgetting-agreement",

@@ -57,7 +57,7 @@ SPLITS: dict[str, tuple[str, str]] = {
     "instances": (
         "orbit-consistency",
         "on the deletion request it brings the deleted images down to the non-members' level "
-        "(calibrated membership AUC 0.48 against UT's 0.54; the seed paper's method 0.18, "
+        "(calibrated membership AUC 0.48 against UT's 0.54; the seed paper's method 0.21, "
         "fine-tuning 1.00, same budget) at 5% of training, but costs the kept training images "
         "1.5-1.9 dB; it needs a model trained without flips/rotations (docs/results.md)",
     ),
