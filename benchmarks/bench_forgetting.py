@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--types", nargs="+", default=list(TYPES), choices=list(TYPES))
     p.add_argument("--methods", nargs="+", default=list(METHODS))
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 of every cell")
+    p.add_argument("--first-seed", type=int, default=0, help="skip the seeds below this one")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default="benchmarks/results/bench_forgetting.jsonl")
     p.add_argument("--table-only", action="store_true", help="print the table of --results")
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = {(c["testbed"], c["forget"], c["method"], c["seed"]) for c in done}
         results.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.seeds):
                 for testbed in args.testbeds:
                     for forget in args.types:
                         for method in args.methods:

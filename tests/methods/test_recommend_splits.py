@@ -24,3 +24,36 @@ def test_schedule_of_the_recommended_split_method_is_its_own():
     method, schedule, why = method_and_schedule(None, None, {}, split_kind="class")
     assert method == "orbit-consistency-class" and why
     assert schedule == {"steps": 30, "batch_size": 8, "patch_size": 32}
+
+
+def test_unlearn_without_method_reads_the_split_kind_from_the_manifest(monkeypatch, capsys):
+    """`forgetir unlearn --split` with no --method: a class manifest gets the class method."""
+    from pathlib import Path
+
+    import forgetir.cli.unlearn as cli_unlearn
+    from forgetir.cli import main
+
+    seen = {}
+
+    def fake_run(checkpoint, out, opts, **kwargs):
+        seen["method"] = opts.method
+        return {}
+
+    monkeypatch.setattr(cli_unlearn, "run_unlearn", fake_run)
+    weights = Path(cli_unlearn.__file__).resolve().parents[1] / "weights"
+    for manifest, expected in (
+        ("class-ut-motif.split.json", "orbit-consistency-class"),
+        ("mem-ut.split.json", "orbit-consistency"),
+    ):
+        main(
+            [
+                "unlearn",
+                "shipped:class-before",
+                "--split",
+                str(weights / manifest),
+                "--threads",
+                "1",
+            ]
+        )
+        assert seen["method"] == expected
+        assert f"using {expected}" in capsys.readouterr().out

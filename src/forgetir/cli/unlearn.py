@@ -32,6 +32,7 @@ from forgetir.cli.arguments import (
     max_side_or_none,
 )
 from forgetir.config import parse_override
+from forgetir.data.manifest import load_manifest
 from forgetir.methods import TARGETS
 from forgetir.methods.recommend import SCHEDULE_DEFAULTS, method_and_schedule
 from forgetir.models.external import register_module_factory
@@ -171,7 +172,9 @@ def run(args: argparse.Namespace) -> int:
     """Parse the options, pick the method's schedule, run (one seed or several)."""
     hparams = dict(parse_override(h) for h in args.hparams)
     given = {name: getattr(args, name) for name in SCHEDULE_DEFAULTS}
-    args.method, schedule, why = method_and_schedule(args.method, args.forget, given)
+    # A deletion request and a content class get different methods: the manifest says which.
+    kind = load_manifest(args.split).get("kind") if args.split and args.method is None else None
+    args.method, schedule, why = method_and_schedule(args.method, args.forget, given, kind)
     if why is not None and not args.quiet:
         print(f"forgetir unlearn: no --method given: using {args.method} ({why})")
     opts = options_from_args(
