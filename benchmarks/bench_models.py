@@ -17,7 +17,7 @@ measured in its own subprocess because freed memory stays in the allocator's are
 ``/proc`` is missing (not Linux) the column shows ``ru_maxrss`` growth instead, marked ``*``.
 
 With ``--runtime`` the fast path also runs as forgetir's command line runs it (glibc told to
-keep freed memory, ``forgetir.memory``), in its own process, against the plain path in another
+keep freed memory, ``forgetir.runtime.memory``), in its own process, against the plain path in another
 process with the default allocator, steps alternated between the two processes.
 
 Example::
@@ -140,7 +140,7 @@ def stepper(name: str, plain: bool, size: int, retain: bool) -> None:
 
 def runtime_pair(args: argparse.Namespace, name: str) -> dict[str, dict[str, list[float]]]:
     """Fast path as forgetir's command line runs it (freed memory retained, see
-    ``forgetir.memory``) against the plain path with the C library's default allocator, each
+    ``forgetir.runtime.memory``) against the plain path with the C library's default allocator, each
     in its own process (the allocator setting is process-wide), steps alternated between them.
     """
     procs = {}

@@ -3,7 +3,7 @@
 For each image size S, the shipped photo ``astronaut`` resized to S x S (bicubic) with
 Gaussian noise sigma 25 (seed 0) is restored by the model (default ``shipped:before``,
 promptir-tiny) whole and in tiles (``--tiles``, ``--overlap``), in each ``--precision``,
-through :func:`forgetir.inference.forward` (what ``forgetir eval --tile --precision`` runs).
+through :func:`forgetir.scoring.inference.forward` (what ``forgetir eval --tile --precision`` runs).
 Printed per run: wall time, peak memory, PSNR against the clean image, and the gap to the
 whole-image fp32 PSNR.
 

@@ -80,7 +80,7 @@ def _row(label: str, t: str, run: dict[str, Any], q: dict[str, Any], before: dic
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    # The options forgetir reproduce has, with its spelling (forgetir.arguments).
+    # The options forgetir reproduce has, with its spelling (forgetir.cli.arguments).
     add_checkpoint(p, "the BEFORE model (default: shipped:before)")
     p.add_argument("--out", default="runs/reproduce-cpu", help="the reproduce folder")
     p.add_argument("--steps", type=int, default=None, help="unlearning steps (default 60)")

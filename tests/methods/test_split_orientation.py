@@ -7,8 +7,8 @@ import torch
 
 from forgetir.data.splits import load_manifest
 from forgetir.options import UnlearnOptions
-from forgetir.scenarios import candidate_pairs
-from forgetir.shipped import shipped_split
+from forgetir.membership.scenarios import candidate_pairs
+from forgetir.checkpoint.shipped import shipped_split
 from forgetir.unlearn.inputs import load_inputs
 
 
