@@ -3,7 +3,8 @@
 The default evaluation of the cpu scale: the 7 shipped photos (longest side 256), all five
 tasks (35 images), restored once by an untrained ``promptir-tiny``. Then, on those outputs:
 
-- forgetir: :func:`forgetir.scoring.evaluate.score_images` per task (what ``evaluate_model`` runs after
+- forgetir: :func:`forgetir.scoring.evaluate.score_images` per task (what ``evaluate_model``
+  runs after
   the forward pass: batched torch PSNR/SSIM, equal sizes grouped);
 - reference: a loop calling scikit-image's ``peak_signal_noise_ratio`` and
   ``structural_similarity`` (``channel_axis``, ``data_range=1``: the ``promptir`` protocol)

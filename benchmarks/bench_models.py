@@ -17,7 +17,8 @@ measured in its own subprocess because freed memory stays in the allocator's are
 ``/proc`` is missing (not Linux) the column shows ``ru_maxrss`` growth instead, marked ``*``.
 
 With ``--runtime`` the fast path also runs as forgetir's command line runs it (glibc told to
-keep freed memory, ``forgetir.runtime.memory``), in its own process, against the plain path in another
+keep freed memory, ``forgetir.runtime.memory``), in its own process, against the plain path
+in another
 process with the default allocator, steps alternated between the two processes.
 
 Example::

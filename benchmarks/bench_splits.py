@@ -12,8 +12,8 @@ the guard and the checks the command uses; the method's recommended schedule unl
   the calibrated attack's AUC, for the unlearned model and for UT (``shipped:mem-ut``);
 - ``class``: ``shipped:class-before`` forgets the ``motif`` class of
   ``class-ut-motif.split.json`` (``--no-verify``); the figures are
-  :func:`forgetir.membership.scenarios.class_skill` on the run's saved model: denoise σ25 and inpaint_4 on
-  32 held-out 64x64 images per class, paired per-image difference to BEFORE (the table in
+  :func:`forgetir.membership.scenarios.class_skill` on the run's saved model: denoise σ25 and
+  inpaint_4 on 32 held-out 64x64 images per class, paired per-image difference to BEFORE (the table in
   docs/results.md's content-class section uses the same function).
 
 Cells are appended to ``--results`` as JSON lines as they finish and are not rerun.
@@ -64,8 +64,8 @@ def _deletion_figures(out: Path) -> dict[str, Any]:
 
 def _class_figures(out: Path) -> dict[str, Any]:
     from forgetir.checkpoint import load_model
-    from forgetir.membership.scenarios import class_skill
     from forgetir.checkpoint.shipped import resolve_checkpoint
+    from forgetir.membership.scenarios import class_skill
 
     models = {
         "BEFORE": load_model(resolve_checkpoint(SCENARIOS["class"][0])).eval(),
@@ -92,8 +92,8 @@ def run_cell(
     threads: int,
     hparams: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from forgetir.methods.recommend import method_and_schedule
     from forgetir.checkpoint.shipped import shipped_split
+    from forgetir.methods.recommend import method_and_schedule
     from forgetir.unlearn import UnlearnOptions, run_unlearn
 
     before, split_of, ut = SCENARIOS[scenario]

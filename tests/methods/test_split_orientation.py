@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from forgetir.data.splits import load_manifest
-from forgetir.options import UnlearnOptions
-from forgetir.membership.scenarios import candidate_pairs
 from forgetir.checkpoint.shipped import shipped_split
+from forgetir.data.splits import load_manifest
+from forgetir.membership.scenarios import candidate_pairs
+from forgetir.options import UnlearnOptions
 from forgetir.unlearn.inputs import load_inputs
 
 
