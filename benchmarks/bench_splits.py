@@ -13,8 +13,8 @@ the guard and the checks the command uses; the method's recommended schedule unl
 - ``class``: ``shipped:class-before`` forgets the ``motif`` class of
   ``class-ut-motif.split.json`` (``--no-verify``); the figures are
   :func:`forgetir.membership.scenarios.class_skill` on the run's saved model: denoise σ25 and
-  inpaint_4 on 32 held-out 64x64 images per class, paired per-image difference to BEFORE (the table in
-  docs/results.md's content-class section uses the same function).
+  inpaint_4 on 32 held-out 64x64 images per class, paired per-image difference to BEFORE (the
+  table in docs/results.md's content-class section uses the same function).
 
 Cells are appended to ``--results`` as JSON lines as they finish and are not rerun.
 
