@@ -6,7 +6,7 @@ a calibrated per-example attack is a separate check. Its AUCs are
 
 Example:
     >>> import numpy as np
-    >>> round(_fit_logistic(np.array([-1.0, 1.0]), np.array([0.0, 1.0]))[0], 1) > 0
+    >>> bool(_fit_logistic(np.array([-1.0, 1.0]), np.array([0.0, 1.0]))[0] > 0)
     True
 """
 
