@@ -94,6 +94,36 @@ def run_cell(
     }
 
 
+def run_missing(
+    plan: list[tuple[str, str, str, int]],
+    run: Any,
+    results: Path,
+    done: list[dict[str, Any]],
+    threads: int,
+    verdict: Any,
+) -> None:
+    """Run the cells of ``plan`` (testbed, forget type, method, seed) that ``done`` lacks, in
+    order, with ``run(testbed, forget, method, seed, work, threads)``; append each to
+    ``results`` (JSON lines) and ``done`` as it finishes, so a stopped job resumes. Shared with
+    bench_verdicts.py."""
+    keys = {(c["testbed"], c["forget"], c["method"], c["seed"]) for c in done}
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for testbed, forget, method, seed in plan:
+            if (testbed, forget, method, seed) in keys:
+                continue
+            cell = run(testbed, forget, method, seed, Path(tmp), threads)
+            print(
+                f"{testbed} {forget} {method} seed {seed}: {verdict(cell)} "
+                f"({cell['wall_s']:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            with results.open("a") as f:
+                f.write(json.dumps(cell) + "\n")
+            done.append(cell)
+
+
 def _mean_sd(values: list[float]) -> str:
     a = np.asarray(values, float)
     return f"{a.mean():+.2f} ± {a.std(ddof=1):.2f}" if len(a) > 1 else f"{a.mean():+.2f}"
@@ -248,25 +278,14 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        keys = {(c["testbed"], c["forget"], c["method"], c["seed"]) for c in done}
-        results.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            for seed in range(args.first_seed, args.seeds):
-                for testbed in args.testbeds:
-                    for forget in args.types:
-                        for method in args.methods:
-                            if (testbed, forget, method, seed) in keys:
-                                continue
-                            cell = run_cell(testbed, forget, method, seed, Path(tmp), args.threads)
-                            print(
-                                f"{testbed} {forget} {method} seed {seed}: {cell['verdict']} "
-                                f"({cell['wall_s']:.0f} s)",
-                                file=sys.stderr,
-                                flush=True,
-                            )
-                            with results.open("a") as f:
-                                f.write(json.dumps(cell) + "\n")
-                            done.append(cell)
+        plan = [
+            (testbed, forget, method, seed)
+            for seed in range(args.first_seed, args.seeds)
+            for testbed in args.testbeds
+            for forget in args.types
+            for method in args.methods
+        ]
+        run_missing(plan, run_cell, results, done, args.threads, lambda c: c["verdict"])
     print(agreement(done) if args.agreement else glance(done) if args.glance else table(done))
     return 0
 

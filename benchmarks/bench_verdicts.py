@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -147,26 +145,18 @@ def main(argv: list[str] | None = None) -> int:
         results.is_file()
     ) else []  # fmt: skip
     if not args.table_only:
-        keys = {(c["testbed"], c["forget"], c["method"], c["seed"]) for c in done}
-        results.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            for testbed in args.testbeds:
-                for forget in args.types:
-                    for method in args.methods:
-                        for seed in range(args.seeds):
-                            if (testbed, forget, method, seed) in keys:
-                                continue
-                            cell = run_cell(testbed, forget, method, seed, Path(tmp), args.threads)
-                            print(
-                                f"{testbed} {forget} {method} seed {seed}: "
-                                f"{cell['verdict_ut']} / UT-free {cell['verdict_ut_free']} "
-                                f"({cell['wall_s']:.0f} s)",
-                                file=sys.stderr,
-                                flush=True,
-                            )
-                            with results.open("a") as f:
-                                f.write(json.dumps(cell) + "\n")
-                            done.append(cell)
+        # Run as a script, this folder is on sys.path: one resumable loop for both benchmarks.
+        from bench_forgetting import run_missing
+
+        plan = [
+            (testbed, forget, method, seed)
+            for testbed in args.testbeds
+            for forget in args.types
+            for method in args.methods
+            for seed in range(args.seeds)
+        ]
+        verdicts = lambda c: f"{c['verdict_ut']} / UT-free {c['verdict_ut_free']}"  # noqa: E731
+        run_missing(plan, run_cell, results, done, args.threads, verdicts)
     print(table(done))
     return 0
 
