@@ -36,7 +36,7 @@ import json
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
         "interval": f"[{v['forget']['lo']:+.2f}, {v['forget']['hi']:+.2f}]",
         "verdict": v["verdict"],
         "worst_retained": _mean_sd([w for _, w in worst]),
-        "worst_task": max({t for t, _ in worst}, key=[t for t, _ in worst].count),
+        "worst_task": Counter(t for t, _ in worst).most_common(1)[0][0],  # over the seeds
         "retained_damaged": v["retained_damaged"],
         "relearn_vs_ut": _mean_sd(
             [c["relearn_db"]["unlearned"] - c["relearn_db"]["UT"] for c in cells]
